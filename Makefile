@@ -1,0 +1,62 @@
+# The course's commands. `make lab` opens the course; `make test` runs everything CI runs.
+# Both create the virtual environment first when it is missing or out of date.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
+SOLUTIONS := $(sort $(wildcard solutions/*.ipynb))
+# Every lesson and solution runs on two CPU threads, as on the reference machine.
+export OMP_NUM_THREADS ?= 2
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+.PHONY: help venv lab test unit nbval sync exercises execute bench constraints clean
+
+help:
+	@echo "make lab        set up the environment and open JupyterLab on the first lesson"
+	@echo "make test       set up the environment and run every test (what CI runs)"
+	@echo "make exercises  regenerate exercises/ from solutions/"
+	@echo "make execute    re-run notebooks and solutions in place, storing fresh outputs (NB=path for one)"
+	@echo "make bench      run the attention benchmark on this machine's device"
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[lab,test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/00_setup_and_tour.ipynb
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile tests notebooks solutions \
+		--nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --durations=25
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider -n 2 tests
+
+nbval: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg $(or $(NB),notebooks solutions)
+
+sync: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider tests/test_exercises.py
+
+exercises: $(STAMP)
+	$(BIN)/python tools/make_exercises.py
+
+execute: $(STAMP)
+	$(BIN)/python tools/execute_notebooks.py $(or $(NB),$(NOTEBOOKS) $(SOLUTIONS))
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/attention_bench.py
+
+constraints: $(STAMP)
+	(echo "# Exact versions the course was tested with (pip install -c constraints.txt). Regenerate: make constraints"; \
+	 $(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu//') > constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

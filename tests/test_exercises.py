@@ -1,0 +1,96 @@
+"""The exercise pipeline: solutions are the single source; exercises are generated, in sync, and fail
+as handed out with CheckFailed in every check cell."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+from make_exercises import MarkerError, make_exercise, strip_solution  # noqa: E402
+
+SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
+
+
+def test_strip_solution_keeps_indentation_and_drops_hidden_tests():
+    source = ("def f(x):\n    \"\"\"Doc.\"\"\"\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n"
+              "### BEGIN HIDDEN TESTS\nassert f(1) == 2\n### END HIDDEN TESTS\nprint('done')")
+    stripped, had = strip_solution(source)
+    assert had
+    assert stripped == ("def f(x):\n    \"\"\"Doc.\"\"\"\n    # YOUR CODE HERE\n    raise NotImplementedError()\n"
+                        "print('done')")
+
+
+def test_strip_solution_leaves_plain_cells_alone():
+    assert strip_solution("x = 1\nprint(x)") == ("x = 1\nprint(x)", False)
+
+
+@pytest.mark.parametrize("bad", ["### BEGIN SOLUTION\nx = 1", "x = 1\n### END SOLUTION",
+                                 "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION"])
+def test_strip_solution_rejects_unpaired_markers(bad):
+    with pytest.raises(MarkerError):
+        strip_solution(bad)
+
+
+def test_exercises_are_in_sync_with_solutions():
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "make_exercises.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _tags(cell) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_every_exercise_is_followed_by_a_check(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    answers = [i for i, c in enumerate(code) if "### BEGIN SOLUTION" in c.source]
+    assert 2 <= len(answers) <= 6, f"{path.name}: expected 2-6 exercise cells, found {len(answers)}"
+    for n, i in enumerate(answers):
+        following = code[i + 1: answers[n + 1] if n + 1 < len(answers) else len(code)]
+        assert any("check" in _tags(c) for c in following), f"{path.name}: exercise {n + 1} has no check cell"
+    for cell in code:
+        if "check" in _tags(cell):
+            text = "".join(o.get("text", "") for o in cell.get("outputs", []))
+            assert "all checks passed" in text, f"{path.name}: a check cell did not pass on the solution"
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_generated_exercise_has_stubs_no_outputs_and_nbgrader_metadata(path):
+    exercise = make_exercise(path)
+    assert "do not edit" in exercise.cells[0].source
+    code = [c for c in exercise.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert not any("### BEGIN SOLUTION" in c.source or "HIDDEN TESTS" in c.source for c in code)
+    stubs = [c for c in code if "raise NotImplementedError()" in c.source]
+    assert stubs and all(c.metadata["nbgrader"]["solution"] for c in stubs)
+    checks = [c for c in code if "check" in _tags(c)]
+    assert checks and all(c.metadata["nbgrader"]["grade"] and c.metadata["nbgrader"]["locked"] for c in checks)
+
+
+@pytest.mark.parametrize("name", [p.name for p in SOLUTIONS])
+def test_every_check_fails_as_handed_out(name):
+    """Run the generated exercise: every check cell must fail with CheckFailed (a helpful message),
+    never pass, and never fail with some other error."""
+    from nbclient import NotebookClient
+
+    path = ROOT / "exercises" / name
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    checks = [c for c in nb.cells if c.cell_type == "code" and "check" in _tags(c)]
+    assert checks
+    for cell in checks:
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        assert errors, f"{name}: a check cell passed on the unanswered exercise:\n{cell.source}"
+        assert errors[0].ename == "CheckFailed", (
+            f"{name}: a check cell failed with {errors[0].ename}: {errors[0].evalue}, not CheckFailed:\n{cell.source}")
+        assert len(errors[0].evalue) > 20, f"{name}: the failure message is not helpful: {errors[0].evalue!r}"
