@@ -1,8 +1,10 @@
 """Shared pytest setup: `cuda`-marked tests skip without a GPU; plotting never opens a window."""
 
-import os
+import matplotlib
 
-os.environ.setdefault("MPLBACKEND", "Agg")
+# Agg in this process only (not through MPLBACKEND, which notebook kernels started by nbval inherit: they
+# must draw inline, or no figure would be compared with the stored ones).
+matplotlib.use("Agg")
 
 import pytest  # noqa: E402
 

@@ -400,7 +400,9 @@ def nadaraya_watson(
     h = torch.as_tensor(bandwidth, dtype=q.dtype, device=q.device)
     if h.numel() != 1 or not bool(h > 0):
         raise ValueError(f"bandwidth must be a single positive number, got {bandwidth!r}")
-    distances = torch.cdist(q, k) / h  # (n_q, n_k), scaled distances
+    # Exact differences, not the faster matrix-product form of cdist (used beyond 25 points), whose
+    # rounding error is amplified by small bandwidths.
+    distances = torch.cdist(q, k, compute_mode="donot_use_mm_for_euclid_dist") / h  # (n_q, n_k), scaled distances
     if kernel == "gaussian":
         weights = torch.softmax(-0.5 * distances**2, dim=-1)
     else:
