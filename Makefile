@@ -9,8 +9,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 # Folders of notebooks that strict nbval checks (only those that exist, so a fresh checkout still works).
 NBVAL_DIRS := $(wildcard notebooks solutions)
 SOLUTIONS := $(sort $(wildcard solutions/*.ipynb))
-# Every lesson and solution runs on two CPU threads, as on the reference machine. (No MPLBACKEND here:
-# notebook kernels must draw inline so that figures are stored and compared.)
+# Every lesson and solution runs on two CPU threads, as on the reference machine.
 export OMP_NUM_THREADS ?= 2
 export PYTHONHASHSEED := 0
 # Notebook kernels draw inline so that figures are stored as images; unit tests use Agg (conftest.py).
