@@ -1,0 +1,209 @@
+"""Checkers for lesson 02 (attention pooling): Gaussian weights, leave-one-out weights, a fitted bandwidth.
+
+Nadaraya-Watson kernel regression: Nadaraya 1964 (https://doi.org/10.1137/1109020) and Watson 1964
+(https://www.jstor.org/stable/25049340).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from course_lib.attention import masked_softmax, nadaraya_watson
+from course_lib.checks.core import CheckFailed, call_learner, compare, passed, require_callable
+
+__all__ = [
+    "true_function",
+    "RegressionProblem",
+    "regression_problem",
+    "reference_gaussian_weights",
+    "reference_loo_weights",
+    "loo_mse",
+    "heldout_mse",
+    "reference_bandwidth",
+    "check_gaussian_weights",
+    "check_loo_weights",
+    "check_fit_bandwidth",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# The synthetic problem of lesson 02 and its references
+# --------------------------------------------------------------------------------------------------
+def true_function(x: Tensor) -> Tensor:
+    """The noiseless target of lesson 02: f(x) = 2 sin(x) + x^0.8."""
+    return 2 * torch.sin(x) + x**0.8
+
+
+@dataclass
+class RegressionProblem:
+    """Noisy training pairs on sorted x in [0, 5] and a noiseless test grid."""
+
+    x_train: Tensor  # (n_train,), sorted
+    y_train: Tensor  # (n_train,), true_function(x_train) + noise
+    x_test: Tensor  # (n_test,), an even grid on [0, 5)
+    y_test: Tensor  # (n_test,), true_function(x_test), no noise
+
+
+def regression_problem(seed: int = 0, n_train: int = 50, n_test: int = 50, noise: float = 0.5) -> RegressionProblem:
+    """The 1-D problem of lesson 02: y = 2 sin(x) + x^0.8 + N(0, noise^2), x sorted, uniform on [0, 5]."""
+    if n_train < 2 or n_test < 1:
+        raise ValueError(f"need n_train >= 2 and n_test >= 1, got n_train={n_train}, n_test={n_test}")
+    g = torch.Generator().manual_seed(seed)
+    x_train = torch.sort(torch.rand(n_train, generator=g) * 5).values  # (n_train,)
+    y_train = true_function(x_train) + noise * torch.randn(n_train, generator=g)  # (n_train,)
+    x_test = torch.arange(n_test, dtype=torch.float32) * (5 / n_test)  # (n_test,)
+    return RegressionProblem(x_train, y_train, x_test, true_function(x_test))
+
+
+def reference_gaussian_weights(queries: Tensor, keys: Tensor, bandwidth: float | Tensor) -> Tensor:
+    """(n_q,), (n_k,) -> (n_q, n_k) Gaussian kernel weights, each row a softmax over the keys."""
+    return nadaraya_watson(queries, keys, torch.zeros_like(keys), bandwidth=bandwidth, return_weights=True)[1]
+
+
+def reference_loo_weights(x_train: Tensor, bandwidth: float | Tensor) -> Tensor:
+    """(n,) -> (n, n) Gaussian weights of each training point over all the *other* training points."""
+    h = torch.as_tensor(bandwidth, dtype=x_train.dtype)
+    scores = -((x_train[:, None] - x_train[None, :]) ** 2) / (2 * h**2)  # (n, n)
+    others = ~torch.eye(len(x_train), dtype=torch.bool)  # True = may attend: everyone but yourself
+    return masked_softmax(scores, mask=others)
+
+
+def loo_mse(x_train: Tensor, y_train: Tensor, bandwidth: float | Tensor) -> Tensor:
+    """Leave-one-out training loss: predict each y_i from the other points only."""
+    return ((reference_loo_weights(x_train, bandwidth) @ y_train - y_train) ** 2).mean()
+
+
+def heldout_mse(problem: RegressionProblem, bandwidth: float | Tensor) -> float:
+    """Mean squared error of the Gaussian Nadaraya-Watson estimate against the truth on the test grid."""
+    estimate = nadaraya_watson(problem.x_test, problem.x_train, problem.y_train, bandwidth=bandwidth)
+    return float(((estimate - problem.y_test) ** 2).mean())
+
+
+def reference_bandwidth(x_train: Tensor, y_train: Tensor) -> float:
+    """The bandwidth that minimises the leave-one-out loss, by a fine grid search over log h."""
+    grid = torch.logspace(math.log10(0.02), math.log10(5.0), 400, dtype=torch.float64)  # (G,)
+    x, y = x_train.double(), y_train.double()
+    d2 = (x[:, None] - x[None, :]) ** 2  # (n, n)
+    scores = -d2[None] / (2 * grid[:, None, None] ** 2)  # (G, n, n), one slice per bandwidth
+    others = ~torch.eye(len(x), dtype=torch.bool)  # (n, n)
+    weights = masked_softmax(scores, mask=others)  # (G, n, n)
+    losses = ((weights @ y - y) ** 2).mean(dim=-1)  # (G,)
+    return float(grid[int(torch.argmin(losses))])
+
+
+# --------------------------------------------------------------------------------------------------
+# Exercise (a): Gaussian kernel weights
+# --------------------------------------------------------------------------------------------------
+def check_gaussian_weights(gaussian_weights: Callable[[Tensor, Tensor, float], Tensor]) -> None:
+    """Check ``gaussian_weights(queries, keys, bandwidth)`` -> (n_q, n_k) = softmax_k(-(q - k)^2 / (2 h^2))."""
+    require_callable(gaussian_weights, "gaussian_weights")
+    g = torch.Generator().manual_seed(3)
+    # (n_q, n_k, h): bandwidths away from 1 and 1/2 so that every mistake below changes the result.
+    cases = [(4, 6, 0.5), (5, 5, 2.0), (7, 3, 0.7), (6, 6, 1.5), (1, 8, 0.3)]
+    for n_q, n_k, h in cases:
+        queries = torch.sort(torch.rand(n_q, generator=g) * 5).values
+        keys = torch.sort(torch.rand(n_k, generator=g) * 5).values
+        case = f"queries {tuple(queries.shape)}, keys {tuple(keys.shape)}, bandwidth {h}"
+        expected = reference_gaussian_weights(queries, keys, h)
+        d2 = (queries[:, None] - keys[None, :]) ** 2  # (n_q, n_k) squared distances
+        mistakes = {
+            "the 1/2 is missing: the Gaussian kernel is exp(-(q - k)^2 / (2 h^2))": torch.softmax(-d2 / h**2, dim=-1),
+            "the bandwidth must be squared: divide (q - k)^2 by 2 h^2, not 2 h": torch.softmax(-d2 / (2 * h), dim=-1),
+            "the softmax runs over the queries (dim=0); each query's weights sum to 1 over the keys (dim=-1)":
+                torch.softmax(-d2 / (2 * h**2), dim=0),
+            "the sign is flipped: near keys must get large weights, so the score is MINUS the squared distance":
+                torch.softmax(d2 / (2 * h**2), dim=-1),
+            "the weights are not normalised: divide exp(...) by its sum over the keys (or use a softmax)":
+                torch.exp(-d2 / (2 * h**2)),
+            "you used the distance |q - k| where the Gaussian needs the squared distance (q - k)^2":
+                torch.softmax(-d2.sqrt() / (2 * h**2), dim=-1),
+        }
+        got = call_learner(gaussian_weights, queries.clone(), keys.clone(), h, name="gaussian_weights")
+        compare(got, expected, "gaussian_weights", case=case, mistakes=mistakes)
+    passed("gaussian_weights")
+
+
+# --------------------------------------------------------------------------------------------------
+# Exercise (b): leave-one-out weights
+# --------------------------------------------------------------------------------------------------
+def check_loo_weights(loo_weights: Callable[[Tensor, float], Tensor]) -> None:
+    """Check ``loo_weights(x_train, bandwidth)`` -> (n, n) Gaussian weights with the diagonal excluded."""
+    require_callable(loo_weights, "loo_weights")
+    g = torch.Generator().manual_seed(4)
+    for n, h in [(6, 0.8), (9, 0.4), (4, 2.0), (12, 0.6)]:
+        x = torch.sort(torch.rand(n, generator=g) * 5).values
+        case = f"x_train of shape ({n},), bandwidth {h}"
+        expected = reference_loo_weights(x, h)
+        scores = -((x[:, None] - x[None, :]) ** 2) / (2 * h**2)  # (n, n)
+        eye = torch.eye(n, dtype=torch.bool)
+        kept = torch.softmax(scores, dim=-1)
+        mistakes = {
+            "the diagonal is kept: each point still sees itself, which is exactly what leave-one-out forbids "
+            "(setting the diagonal score to 0 changes nothing, it already is 0: it must become -inf, or use "
+            "masked_softmax)": kept,
+            "the mask has the wrong polarity: True means 'may attend', so use ~eye (everyone but yourself), "
+            "not eye": masked_softmax(scores, mask=eye),
+            "you used a causal (lower-triangular) mask: leave-one-out removes only the point itself, every "
+            "other point stays": masked_softmax(scores, mask=torch.ones(n, n, dtype=torch.bool).tril(-1)),
+            "the diagonal weights were zeroed after the softmax without renormalising: each row must sum to 1 "
+            "again": kept.masked_fill(eye, 0.0),
+            "the softmax runs over the wrong axis: normalise each row (dim=-1)": masked_softmax(scores.T, mask=~eye).T,
+        }
+        got = call_learner(loo_weights, x.clone(), h, name="loo_weights")
+        compare(got, expected, "loo_weights", case=case, mistakes=mistakes)
+    passed("loo_weights")
+
+
+# --------------------------------------------------------------------------------------------------
+# Exercise (c): fit the bandwidth
+# --------------------------------------------------------------------------------------------------
+def check_fit_bandwidth(fit_bandwidth: Callable[[Tensor, Tensor], float | Tensor], seeds: tuple[int, ...] = (0, 2),
+                        tolerance: float = 0.1) -> float:
+    """Check ``fit_bandwidth(x_train, y_train) -> h`` on lesson 02's problem; return h for the first seed.
+
+    h must be a positive finite number within a factor 2 of the bandwidth that minimises the
+    leave-one-out loss, and its held-out MSE (against the truth) at most ``tolerance`` (relative) worse
+    than that reference's.
+    """
+    require_callable(fit_bandwidth, "fit_bandwidth")
+    first: float | None = None
+    for seed in seeds:
+        problem = regression_problem(seed)
+        got = call_learner(fit_bandwidth, problem.x_train.clone(), problem.y_train.clone(), name="fit_bandwidth")
+        if isinstance(got, Tensor):
+            if got.numel() != 1:
+                raise CheckFailed(f"fit_bandwidth should return one number h, got a tensor of shape {tuple(got.shape)}")
+            got = got.detach().item()
+        if isinstance(got, bool) or not isinstance(got, (int, float)):
+            raise CheckFailed(f"fit_bandwidth should return the bandwidth as a float, got {type(got).__name__}")
+        h = float(got)
+        case = f"the problem with seed {seed}"
+        if not math.isfinite(h):
+            raise CheckFailed(f"fit_bandwidth returned {h} on {case}: the training diverged (learning rate too large?)")
+        if h <= 0:
+            raise CheckFailed(f"fit_bandwidth returned h = {h:.4g} on {case}, but a bandwidth is positive. Hint: did "
+                              f"you return log_h instead of h = exp(log_h)?")
+        h_ref = reference_bandwidth(problem.x_train, problem.y_train)
+        mse, mse_ref = heldout_mse(problem, h), heldout_mse(problem, h_ref)
+        if h < h_ref / 2:
+            raise CheckFailed(f"fit_bandwidth returned h = {h:.4f} on {case}, far too small (the leave-one-out "
+                              f"optimum is near {h_ref:.2f}); held-out MSE {mse:.4f} vs {mse_ref:.4f}. Hint: without "
+                              f"leave-one-out each point sees itself and h shrinks towards 0 (memorising); use "
+                              f"loo_weights in the loss")
+        if h > 2 * h_ref:
+            raise CheckFailed(f"fit_bandwidth returned h = {h:.4f} on {case}, far too large (the leave-one-out "
+                              f"optimum is near {h_ref:.2f}); held-out MSE {mse:.4f} vs {mse_ref:.4f}. Hint: train "
+                              f"for more steps or with a larger learning rate, and make sure h is what you update")
+        if mse > mse_ref * (1 + tolerance):
+            raise CheckFailed(f"fit_bandwidth returned h = {h:.4f} on {case}: held-out MSE {mse:.4f}, more than "
+                              f"{tolerance:.0%} worse than the reference fit (h = {h_ref:.4f}, MSE {mse_ref:.4f}). "
+                              f"Hint: train a little longer")
+        first = h if first is None else first
+    passed("fit_bandwidth")
+    assert first is not None
+    return first
