@@ -55,3 +55,9 @@ def test_require_callable():
     with pytest.raises(CheckFailed, match="must be a function"):
         require_callable(3, "f")
     assert issubclass(CheckFailed, AssertionError)
+
+
+def test_compare_names_a_mistake_that_changes_the_shape():
+    expected = torch.ones(2, 3)
+    with pytest.raises(CheckFailed, match=r"shape \(3, 2\), expected \(2, 3\)\)\. Hint: wrong axis"):
+        compare(torch.ones(3, 2), expected, "out", mistakes={"wrong axis": torch.ones(3, 2)})

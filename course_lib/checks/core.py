@@ -73,6 +73,11 @@ def compare(
     got_t = _as_tensor(got, name)
     expected = expected.detach()
     if got_t.shape != expected.shape:
+        # A known mistake may change the shape (wrong axis, weights returned instead of outputs).
+        for hint, wrong in (mistakes or {}).items():
+            if _close(got_t, wrong.detach(), atol, rtol):
+                raise CheckFailed(f"{name}{where} is wrong (shape {tuple(got_t.shape)}, expected "
+                                  f"{tuple(expected.shape)}). Hint: {hint}")
         hint = ""
         if got_t.numel() == expected.numel():
             hint = " (same number of elements: a reshape or transpose is missing or in the wrong place?)"
