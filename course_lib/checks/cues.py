@@ -7,7 +7,6 @@ query/key/value reading of pooling follows Bahdanau et al. 2015 (https://arxiv.o
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import torch
 from torch import Tensor
