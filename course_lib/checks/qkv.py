@@ -1,0 +1,131 @@
+"""Checkers for lesson 04 (Q/K/V, soft, hard and local attention): hard lookup, straight-through, band mask."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from course_lib.attention import local_mask, masked_softmax
+from course_lib.checks.core import CheckFailed, call_learner, compare, passed, require_callable
+from course_lib.hard import hard_argmax, straight_through
+
+__all__ = ["check_hard_attention", "check_straight_through", "check_local_mask"]
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# --------------------------------------------------------------------------------------------------
+# Hard attention: the value of the best-scoring key
+# --------------------------------------------------------------------------------------------------
+def _hard_reference(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., T_q, T_k)
+    return hard_argmax(scores) @ v  # (..., T_q, d_v)
+
+
+def _hard_cases() -> list[tuple[str, Tensor, Tensor, Tensor]]:
+    cases = []
+    for seed, lead, t_q, t_k, d, d_v in ((1, (2,), 4, 6, 8, 8), (0, (), 3, 5, 4, 2), (2, (2, 3), 5, 4, 6, 3)):
+        g = _gen(seed)
+        q = torch.randn(*lead, t_q, d, generator=g)
+        k = torch.randn(*lead, t_k, d, generator=g)
+        v = torch.randn(*lead, t_k, d_v, generator=g)
+        cases.append((f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}", q, k, v))
+    return cases
+
+
+def check_hard_attention(hard_attention: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None:
+    """``hard_attention(q, k, v)`` returns, for each query, the value of its highest-scoring key."""
+    require_callable(hard_attention, "hard_attention")
+    for case, q, k, v in _hard_cases():
+        got = call_learner(hard_attention, q.clone(), k.clone(), v.clone(), name="hard_attention")
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        mistakes = {
+            "you picked the key with the *smallest* score (argmin instead of argmax)":
+                hard_argmax(-scores) @ v,
+            "this is soft attention (a softmax-weighted average of all values); hard attention keeps only "
+            "the best key's value": torch.softmax(scores, dim=-1) @ v,
+        }
+        if k.shape[-1] == v.shape[-1]:
+            mistakes["you returned the best *key*; return the value stored under it"] = hard_argmax(scores) @ k
+        compare(got, _hard_reference(q, k, v), "hard_attention", case, mistakes=mistakes)
+    passed("hard_attention")
+
+
+# --------------------------------------------------------------------------------------------------
+# Straight-through estimator: one-hot forward, softmax gradient backward
+# --------------------------------------------------------------------------------------------------
+def check_straight_through(straight_through_fn: Callable[[Tensor], Tensor]) -> None:
+    """``straight_through(scores)``: value = one-hot argmax; gradient = that of softmax(scores)."""
+    require_callable(straight_through_fn, "straight_through")
+    for seed, shape in ((0, (6,)), (1, (3, 5)), (2, (2, 4, 7))):
+        g = _gen(seed)
+        base = torch.randn(*shape, generator=g)
+        upstream = torch.randn(*shape, generator=g)  # the gradient arriving from the loss
+        case = f"scores of shape {shape}"
+
+        scores = base.clone().requires_grad_(True)
+        got = call_learner(straight_through_fn, scores, name="straight_through")
+        if not isinstance(got, Tensor):
+            raise CheckFailed(f"straight_through should return a tensor, got {type(got).__name__}")
+        soft = torch.softmax(base, dim=-1)
+        forward_mistakes = {
+            "the forward value is the softmax: the estimator must *output* the one-hot argmax and only "
+            "borrow the softmax's gradient": soft,
+            "the forward value is hard + soft: subtract a detached copy of the soft weights "
+            "(hard + soft - soft.detach())": hard_argmax(base) + soft,
+        }
+        if base.dim() == 2:
+            wrong_axis = torch.nn.functional.one_hot(base.argmax(0), base.shape[0]).T.to(base.dtype)  # (T_q, T_k)
+            forward_mistakes["the argmax runs over the wrong axis: use the last axis (dim=-1), the keys"] = wrong_axis
+        compare(got.detach(), hard_argmax(base), "straight_through (forward value)", case, atol=1e-5,
+                mistakes=forward_mistakes)
+        if not got.requires_grad:
+            raise CheckFailed(f"straight_through on {case}: no gradient reaches the scores (the result does not "
+                              f"require grad). Hint: the one-hot alone has no gradient; add the soft weights and "
+                              f"subtract their detached copy: hard + soft - soft.detach()")
+        (got * upstream).sum().backward()
+        grad = scores.grad if scores.grad is not None else torch.zeros_like(base)
+        reference = base.clone().requires_grad_(True)
+        (straight_through(reference) * upstream).sum().backward()
+        compare(grad, reference.grad, "straight_through (gradient)", case, atol=1e-5, mistakes={
+            "the gradient is zero: the soft term you subtract must be detached. hard + soft - soft cancels in "
+            "the backward pass too; write hard + soft - soft.detach()": torch.zeros_like(base),
+            "the gradient has the wrong sign: add the live soft weights and subtract the detached copy "
+            "(hard + soft - soft.detach(), not hard - soft + soft.detach())": -reference.grad,
+        })
+    passed("straight_through")
+
+
+# --------------------------------------------------------------------------------------------------
+# Local (band) mask
+# --------------------------------------------------------------------------------------------------
+def check_local_mask(local_mask_fn: Callable[[int, int, int], Tensor]) -> None:
+    """``local_mask(t_q, t_k, window)``: bool (t_q, t_k), True where |i - j| <= window (may attend)."""
+    require_callable(local_mask_fn, "local_mask")
+    for t_q, t_k, window in ((5, 5, 1), (6, 6, 0), (4, 7, 2), (7, 3, 1), (5, 5, 2), (3, 3, 5)):
+        case = f"t_q={t_q}, t_k={t_k}, window={window}"
+        got = call_learner(local_mask_fn, t_q, t_k, window, name="local_mask")
+        if not isinstance(got, Tensor):
+            raise CheckFailed(f"local_mask on {case} should return a tensor, got {type(got).__name__}")
+        if got.dtype != torch.bool:
+            raise CheckFailed(f"local_mask on {case} returned dtype {got.dtype}; return a boolean mask "
+                              f"(True = may attend), e.g. (i - j).abs() <= window")
+        expected = local_mask(t_q, t_k, window)
+        offsets = torch.arange(t_q)[:, None] - torch.arange(t_k)[None, :]  # (t_q, t_k), i - j
+        compare(got, expected, "local_mask", case, mistakes={
+            "off by one: the window includes keys at distance exactly `window` (use <=, not <)":
+                offsets.abs() < window,
+            "the polarity is inverted: True must mean *may attend* (inside the band)": ~expected,
+            "your window only looks back (j <= i); local attention here is two-sided, |i - j| <= window":
+                (offsets >= 0) & (offsets <= window),
+        })
+    # the mask must be usable: every row of a square band keeps its diagonal
+    weights = masked_softmax(torch.zeros(4, 4), mask=call_learner(local_mask_fn, 4, 4, 1, name="local_mask"))
+    if not torch.allclose(weights.sum(-1), torch.ones(4)):
+        raise CheckFailed("local_mask: a softmax masked with your mask does not give rows that sum to 1")
+    passed("local_mask")

@@ -1,0 +1,142 @@
+"""Lesson 04 checkers accept the reference and reject the stub and typical mistakes, with hints."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_lib.attention import local_mask
+from course_lib.checks.core import CheckFailed
+from course_lib.checks.qkv import check_hard_attention, check_local_mask, check_straight_through
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError()
+
+
+# ---- hard attention ------------------------------------------------------------------------------
+def hard_ok(q, k, v):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    return F.one_hot(scores.argmax(-1), k.shape[-2]).to(v.dtype) @ v
+
+
+def hard_argmin(q, k, v):
+    scores = q @ k.transpose(-2, -1)
+    return F.one_hot(scores.argmin(-1), k.shape[-2]).to(v.dtype) @ v
+
+
+def hard_soft(q, k, v):
+    return torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), -1) @ v
+
+
+def hard_returns_key(q, k, v):
+    return F.one_hot((q @ k.transpose(-2, -1)).argmax(-1), k.shape[-2]).to(v.dtype) @ k
+
+
+def hard_returns_index(q, k, v):
+    return (q @ k.transpose(-2, -1)).argmax(-1)
+
+
+def test_hard_attention_accepts_reference(capsys):
+    check_hard_attention(hard_ok)
+    assert "hard_attention: all checks passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (stub, "not implemented yet"),
+    (hard_argmin, "smallest"),
+    (hard_soft, "soft attention"),
+    (hard_returns_key, "best \\*key\\*"),
+    (hard_returns_index, "expected shape"),
+    (None, "is None"),
+])
+def test_hard_attention_rejects(wrong, message):
+    with pytest.raises(CheckFailed, match=message):
+        check_hard_attention(wrong)
+
+
+# ---- straight-through ----------------------------------------------------------------------------
+def st_ok(scores):
+    soft = torch.softmax(scores, -1)
+    hard = F.one_hot(scores.argmax(-1), scores.shape[-1]).to(scores.dtype)
+    return hard + soft - soft.detach()
+
+
+def st_no_detach(scores):
+    soft = torch.softmax(scores, -1)
+    hard = F.one_hot(scores.argmax(-1), scores.shape[-1]).to(scores.dtype)
+    return hard + soft - soft
+
+
+def st_soft(scores):
+    return torch.softmax(scores, -1)
+
+
+def st_hard_only(scores):
+    return F.one_hot(scores.argmax(-1), scores.shape[-1]).to(scores.dtype)
+
+
+def st_no_subtraction(scores):
+    soft = torch.softmax(scores, -1)
+    return F.one_hot(scores.argmax(-1), scores.shape[-1]).to(scores.dtype) + soft
+
+
+def st_wrong_sign(scores):
+    soft = torch.softmax(scores, -1)
+    return F.one_hot(scores.argmax(-1), scores.shape[-1]).to(scores.dtype) - soft + soft.detach()
+
+
+def st_wrong_axis(scores):
+    soft = torch.softmax(scores, -1)
+    hard = F.one_hot(scores.argmax(0), scores.shape[0]).T.to(scores.dtype) if scores.dim() == 2 else \
+        F.one_hot(scores.argmax(-1), scores.shape[-1]).to(scores.dtype)
+    return hard + soft - soft.detach()
+
+
+def test_straight_through_accepts_reference(capsys):
+    check_straight_through(st_ok)
+    assert "straight_through: all checks passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (stub, "not implemented yet"),
+    (st_no_detach, "must be detached"),
+    (st_soft, "forward value is the softmax"),
+    (st_hard_only, "no gradient reaches the scores"),
+    (st_no_subtraction, "hard \\+ soft"),
+    (st_wrong_sign, "wrong sign"),
+    (st_wrong_axis, "wrong axis"),
+])
+def test_straight_through_rejects(wrong, message):
+    with pytest.raises(CheckFailed, match=message):
+        check_straight_through(wrong)
+
+
+# ---- local mask ----------------------------------------------------------------------------------
+def _offsets(t_q, t_k):
+    return torch.arange(t_q)[:, None] - torch.arange(t_k)[None, :]
+
+
+def lm_ok(t_q, t_k, window):
+    return _offsets(t_q, t_k).abs() <= window
+
+
+def test_local_mask_accepts_reference_and_library(capsys):
+    check_local_mask(lm_ok)
+    check_local_mask(local_mask)
+    assert capsys.readouterr().out.count("local_mask: all checks passed") == 2
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (stub, "not implemented yet"),
+    (lambda t_q, t_k, w: _offsets(t_q, t_k).abs() < w, "off by one"),
+    (lambda t_q, t_k, w: _offsets(t_q, t_k).abs() > w, "polarity is inverted"),
+    (lambda t_q, t_k, w: (_offsets(t_q, t_k) >= 0) & (_offsets(t_q, t_k) <= w), "only looks back"),
+    (lambda t_q, t_k, w: (_offsets(t_q, t_k).abs() <= w).float(), "dtype torch.float32"),
+    (lambda t_q, t_k, w: _offsets(t_q, t_q).abs() <= w, "expected shape"),
+    (lambda t_q, t_k, w: [[True]], "should return a tensor"),
+])
+def test_local_mask_rejects(wrong, message):
+    with pytest.raises(CheckFailed, match=message):
+        check_local_mask(wrong)
