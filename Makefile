@@ -9,8 +9,10 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 # Folders of notebooks that strict nbval checks (only those that exist, so a fresh checkout still works).
 NBVAL_DIRS := $(wildcard notebooks solutions)
 SOLUTIONS := $(sort $(wildcard solutions/*.ipynb))
-# Every lesson and solution runs on two CPU threads, as on the reference machine.
-export OMP_NUM_THREADS ?= 2
+# Tests and stored outputs use one CPU thread per notebook kernel: `make test` runs two notebooks at once
+# on the 2-core reference machine, and two threads each would oversubscribe it (tiny models then run up
+# to 9x slower while threads spin). `make lab` leaves torch its default threads.
+test unit nbval sync execute: export OMP_NUM_THREADS = 1
 export PYTHONHASHSEED := 0
 # Notebook kernels draw inline so that figures are stored as images; unit tests use Agg (conftest.py).
 export MPLBACKEND := module://matplotlib_inline.backend_inline

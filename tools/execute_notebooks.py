@@ -3,7 +3,7 @@
     python tools/execute_notebooks.py notebooks/01_attention_cues.ipynb [...]
 
 Each notebook runs in its own process (so peak memory is measured per notebook), from its own folder,
-with the same settings as the tests (2 CPU threads, inline figures). Seconds and the kernel's peak
+with the same settings as the tests (one CPU thread, inline figures). Seconds and the kernel's peak
 resident memory are printed and recorded in docs/lesson_timings.csv.
 """
 
@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
         return 0
     # The kernel draws with matplotlib's inline backend, so that figures are stored as images (Agg would
     # store nothing); the same setting as under `make nbval`.
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
            "MPLBACKEND": "module://matplotlib_inline.backend_inline", "PYTHONHASHSEED": "0"}
     rows, failed = [], []
     for name in argv:
