@@ -1,0 +1,193 @@
+"""The seq2seq checkers (lessons 07-09) accept the reference and reject the stub and typical wrong answers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from course_lib import seq2seq as s2s
+from course_lib.attention import causal_mask, lengths_to_mask, masked_softmax
+from course_lib.checks.core import CheckFailed
+from course_lib.checks.seq2seq import (
+    check_accuracy_by_length,
+    check_additive_attention_step,
+    check_cross_attention_mask,
+    check_decoder_self_mask,
+    check_general_scores,
+    check_greedy_search,
+    check_last_valid_state,
+    check_shift_right,
+    reference_additive_attention_step,
+    reference_general_scores,
+)
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError()
+
+
+def fails(checker, fn, match: str | None = None) -> None:
+    with pytest.raises(CheckFailed, match=match):
+        checker(fn)
+
+
+# ---------------------------------------------------------------- last_valid_state
+def test_last_valid_state(capsys):
+    check_last_valid_state(s2s.last_valid_state)
+    assert "all checks passed" in capsys.readouterr().out
+    fails(check_last_valid_state, stub, "not implemented")
+    fails(check_last_valid_state, lambda o, l: o[:, -1], "padding")
+    fails(check_last_valid_state, lambda o, l: o[torch.arange(o.shape[0]), l.clamp(max=o.shape[1] - 1)], "off by one")
+    fails(check_last_valid_state, lambda o, l: o[:, l - 1], "index the batch")
+    fails(check_last_valid_state, lambda o, l: torch.stack([o[b, : int(l[b])].mean(0) for b in range(o.shape[0])]),
+          "mean")
+    fails(check_last_valid_state, lambda o, l: None)
+
+
+# ---------------------------------------------------------------- greedy_search
+def _no_pad_after_eos(step, state, batch_size, bos_id, eos_id, max_len, pad_id=0):
+    prev = torch.full((batch_size,), bos_id)
+    finished = torch.zeros(batch_size, dtype=torch.bool)
+    out = []
+    for _ in range(max_len):
+        logits, state = step(prev, state)
+        prev = logits.argmax(-1)
+        out.append(prev)
+        finished |= prev == eos_id
+        if finished.all():
+            break
+    return torch.stack(out, 1)
+
+
+def _stop_at_first(step, state, batch_size, bos_id, eos_id, max_len, pad_id=0):
+    prev = torch.full((batch_size,), bos_id)
+    out = []
+    for _ in range(max_len):
+        logits, state = step(prev, state)
+        prev = logits.argmax(-1)
+        out.append(prev)
+        if (prev == eos_id).any():
+            break
+    return torch.stack(out, 1)
+
+
+def _always_bos(step, state, batch_size, bos_id, eos_id, max_len, pad_id=0):
+    prev = torch.full((batch_size,), bos_id)
+    finished = torch.zeros(batch_size, dtype=torch.bool)
+    out = []
+    for _ in range(max_len):
+        logits, state = step(prev, state)
+        token = logits.argmax(-1).masked_fill(finished, pad_id)
+        out.append(token)
+        finished |= token == eos_id
+        if finished.all():
+            break
+    return torch.stack(out, 1)
+
+
+def _drop_eos(step, state, batch_size, bos_id, eos_id, max_len, pad_id=0):
+    ids = s2s.greedy_search(step, state, batch_size, bos_id, eos_id, max_len, pad_id)
+    return ids.masked_fill(ids == eos_id, pad_id)
+
+
+def test_greedy_search(capsys):
+    check_greedy_search(s2s.greedy_search)
+    assert "all checks passed" in capsys.readouterr().out
+    fails(check_greedy_search, stub, "not implemented")
+    fails(check_greedy_search, _no_pad_after_eos, "pad_id")
+    fails(check_greedy_search, _stop_at_first, "every")
+    fails(check_greedy_search, _always_bos, "argmax back")
+    fails(check_greedy_search, _drop_eos, "keep the <eos>")
+
+
+# ---------------------------------------------------------------- accuracy_by_length
+def _reference_accuracy(lengths, correct, buckets):
+    return [row["accuracy"] for row in s2s.accuracy_by_length(lengths, correct, buckets)]
+
+
+def test_accuracy_by_length(capsys):
+    check_accuracy_by_length(_reference_accuracy)
+    assert "all checks passed" in capsys.readouterr().out
+    fails(check_accuracy_by_length, stub, "not implemented")
+    fails(check_accuracy_by_length, lambda l, c, b: [
+        sum(x for n, x in zip(l, c) if lo <= n <= hi) for lo, hi in b], "number of sentences")
+    fails(check_accuracy_by_length, lambda l, c, b: [
+        sum(x for n, x in zip(l, c) if lo <= n < hi) / max(1, sum(lo <= n < hi for n in l)) for lo, hi in b])
+    fails(check_accuracy_by_length, lambda l, c, b: [
+        sum(x for n, x in zip(l, c) if lo <= n <= hi) / len(l) for lo, hi in b])
+    fails(check_accuracy_by_length, lambda l, c, b: [
+        sum(x for n, x in zip(l, c) if lo <= n <= hi) / max(1, sum(lo <= n <= hi for n in l)) for lo, hi in b],
+        "empty bucket")
+
+
+# ---------------------------------------------------------------- additive attention step
+def test_additive_attention_step(capsys):
+    check_additive_attention_step(reference_additive_attention_step)
+    assert "all checks passed" in capsys.readouterr().out
+
+    def no_mask(scorer, q, k, mask):
+        w = torch.softmax(scorer(q[:, None], k).squeeze(1), -1)
+        return (w[:, None] @ k).squeeze(1), w
+
+    def batch_axis(scorer, q, k, mask):
+        w = masked_softmax(scorer(q[:, None], k).squeeze(1).T, mask=mask.T).T
+        return (w[:, None] @ k).squeeze(1), w
+
+    def mean_context(scorer, q, k, mask):
+        _, w = reference_additive_attention_step(scorer, q, k, mask)
+        return k.mean(1), w
+
+    def swapped(scorer, q, k, mask):
+        return reference_additive_attention_step(scorer, q, k, mask)[::-1]
+
+    fails(check_additive_attention_step, stub, "not implemented")
+    fails(check_additive_attention_step, no_mask, "padding mask")
+    fails(check_additive_attention_step, batch_axis, "batch axis")
+    fails(check_additive_attention_step, mean_context, "weighs the keys")
+    fails(check_additive_attention_step, swapped)
+    fails(check_additive_attention_step, lambda *a: 3, "pair")
+
+
+# ---------------------------------------------------------------- Luong general scores
+def test_general_scores(capsys):
+    check_general_scores(reference_general_scores)
+    assert "all checks passed" in capsys.readouterr().out
+    fails(check_general_scores, stub, "not implemented")
+    fails(check_general_scores, lambda q, k, w: reference_general_scores(q, k, w.T), "transposed")
+    fails(check_general_scores, lambda q, k, w: (q[:, None] @ k.transpose(1, 2)).squeeze(1), "missing")
+    fails(check_general_scores, lambda q, k, w: reference_general_scores(q, k, w) / math.sqrt(k.shape[-1]), "sqrt")
+    fails(check_general_scores, lambda q, k, w: reference_general_scores(q, k, w).T)
+
+
+# ---------------------------------------------------------------- decoder masks and shift_right
+def test_decoder_self_mask(capsys):
+    check_decoder_self_mask(s2s.decoder_self_mask)
+    assert "all checks passed" in capsys.readouterr().out
+    fails(check_decoder_self_mask, stub, "not implemented")
+    fails(check_decoder_self_mask, lambda l, t: causal_mask(t)[None].expand(len(l), -1, -1), "padding")
+    fails(check_decoder_self_mask, lambda l, t: lengths_to_mask(l, t)[:, None].expand(-1, t, -1), "future")
+    fails(check_decoder_self_mask, lambda l, t: causal_mask(t).T[None] & lengths_to_mask(l, t)[:, None], "transposed")
+    fails(check_decoder_self_mask, lambda l, t: ~s2s.decoder_self_mask(l, t), "inverted")
+    fails(check_decoder_self_mask, lambda l, t: s2s.decoder_self_mask(l, t).float(), "boolean")
+
+
+def test_shift_right(capsys):
+    check_shift_right(s2s.shift_right)
+    assert "all checks passed" in capsys.readouterr().out
+    fails(check_shift_right, stub, "not implemented")
+    fails(check_shift_right, lambda y, b, e: torch.cat([torch.full_like(y[:, :1], b), y[:, :-1]], 1), "<eos>")
+    fails(check_shift_right, lambda y, b, e: y, "first input")
+    fails(check_shift_right, lambda y, b, e: torch.cat([y[:, 1:], torch.zeros_like(y[:, :1])], 1), "shift right")
+
+
+def test_cross_attention_mask(capsys):
+    check_cross_attention_mask(s2s.cross_attention_mask)
+    assert "all checks passed" in capsys.readouterr().out
+    fails(check_cross_attention_mask, stub, "not implemented")
+    fails(check_cross_attention_mask, lambda l, t, s: s2s.cross_attention_mask(l, t, s) & causal_mask(t, s)[None],
+          "not causal")
+    fails(check_cross_attention_mask, lambda l, t, s: ~s2s.cross_attention_mask(l, t, s), "inverted")
+    fails(check_cross_attention_mask, lambda l, t, s: torch.ones(len(l), t, s, dtype=torch.bool), "cover")
+    fails(check_cross_attention_mask, lambda l, t, s: lengths_to_mask(l, s), "shape")

@@ -1,0 +1,69 @@
+"""The translation explorer's logic: digits become number words with a reference, weights have the right
+shape and sum to 1, unknown words become <unk>, and the picture is drawn."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from course_lib.data.numbers import make_number_corpus  # noqa: E402
+from course_lib.seq2seq import AttentionSeq2Seq, GRUSeq2Seq  # noqa: E402
+from course_lib.widgets.translate import draw_alignment, translate_number, translation_explorer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def setup():
+    corpus = make_number_corpus(per_digits=30, max_digits=4)
+    torch.manual_seed(0)
+    model = AttentionSeq2Seq(len(corpus.src_vocab), len(corpus.tgt_vocab), 8, 16).eval()
+    return corpus, model
+
+
+def test_digits_give_words_and_a_reference(setup):
+    corpus, model = setup
+    view = translate_number(model, "97", corpus.src_vocab, corpus.tgt_vocab)
+    assert view.number == 97 and view.source == ["ninety", "-", "seven"]
+    assert view.reference == ["quatre", "-", "vingt", "-", "dix", "-", "sept"]
+    assert view.correct == (view.output == view.reference)
+    assert view.weights.shape == (min(len(view.output) + 1, 40), 4)  # + the source's <eos>
+    assert view.source_labels == ["ninety", "-", "seven", "<eos>"]
+    assert torch.allclose(view.weights.sum(-1), torch.ones(view.weights.shape[0]), atol=1e-5)
+    assert view.output_labels[-1] == "<eos>"
+    assert translate_number(model, 1984, corpus.src_vocab, corpus.tgt_vocab).number == 1984
+
+
+def test_words_and_unknown_words(setup):
+    corpus, model = setup
+    view = translate_number(model, "Ninety-seven zorglub", corpus.src_vocab, corpus.tgt_vocab)
+    assert view.source == ["ninety", "-", "seven", "<unk>"] and view.reference is None and view.correct is None
+    with pytest.raises(ValueError, match="empty"):
+        translate_number(model, "  ", corpus.src_vocab, corpus.tgt_vocab)
+    with pytest.raises(ValueError, match="10"):
+        translate_number(model, 10**13, corpus.src_vocab, corpus.tgt_vocab)
+    with pytest.raises(TypeError):
+        translate_number(model, 3.5, corpus.src_vocab, corpus.tgt_vocab)
+
+
+def test_model_without_attention_has_no_weights(setup):
+    corpus, _ = setup
+    model = GRUSeq2Seq(len(corpus.src_vocab), len(corpus.tgt_vocab), 8, 16).eval()
+    view = translate_number(model, 12, corpus.src_vocab, corpus.tgt_vocab)
+    assert view.weights is None
+    with pytest.raises(ValueError, match="attention"):
+        draw_alignment(view)
+
+
+def test_drawing_and_widget_shell(setup):
+    corpus, model = setup
+    fig = draw_alignment(translate_number(model, 71, corpus.src_vocab, corpus.tgt_vocab))
+    assert fig.axes[0].get_xlabel() == "source (keys)"
+    plt.close(fig)
+    box = translation_explorer(model, corpus.src_vocab, corpus.tgt_vocab, value="205")
+    assert box.children[0].value == "205"
+    box.children[0].value = "not a number at all"  # unknown words: still a translation, no crash
+    plt.close("all")
