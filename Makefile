@@ -56,8 +56,11 @@ exercises: $(STAMP)
 execute: $(STAMP)
 	$(BIN)/python tools/execute_notebooks.py $(or $(NB),$(NOTEBOOKS) $(SOLUTIONS))
 
+# The committed CPU results were taken with BENCH_ARGS="--threads 1 --clock cpu" (robust on a shared machine);
+# on a GPU: make bench BENCH_ARGS="--device cuda".
+BENCH_ARGS ?=
 bench: $(STAMP)
-	$(BIN)/python benchmarks/attention_bench.py
+	$(BIN)/python benchmarks/attention_bench.py $(BENCH_ARGS)
 
 constraints: $(STAMP)
 	(echo "# Exact versions the course was tested with (pip install -c constraints.txt). Regenerate: make constraints"; \
