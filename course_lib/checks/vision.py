@@ -1,0 +1,230 @@
+"""Checkers for lessons 12-13 (vision attention): the SE gate, CBAM's spatial gate, DANet's position attention
+and the multi-head self-attention of a ViT (fused qkv, head merge).
+
+Each checker runs the learner's code on several shapes (non-square images included) against
+``course_lib.vision`` / ``course_lib.attention`` and names the bug classes of
+``shared/design/vision_modules.md`` when the answer matches one: gating twice, a missing sigmoid,
+heads merged without the transpose, gamma initialised to 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from course_lib.attention import MultiHeadAttention
+from course_lib.checks.core import CheckFailed, call_learner, compare, passed, require_callable
+from course_lib.vision import PositionAttention, SEBlock, SpatialGate
+
+__all__ = ["check_se_forward", "check_spatial_gate", "check_position_attention", "check_vit_msa"]
+
+_IMAGES = ((2, 32, 5, 7), (1, 16, 6, 6), (3, 64, 4, 9))  # (B, C, H, W), non-square sizes included
+
+
+def _seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
+    """Build a module from a fixed seed without touching the learner's global random state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+# --------------------------------------------------------------------------------------------------
+# Lesson 12: the SE gate
+# --------------------------------------------------------------------------------------------------
+def check_se_forward(se_forward: Callable[[SEBlock, Tensor], Tensor]) -> None:
+    """``se_forward(block, x)``: y = x * sigmoid(fc2(relu(fc1(GAP(x))))) computed from ``block.fc1`` and ``block.fc2``."""
+    require_callable(se_forward, "se_forward")
+    for seed, (b, c, h, w) in enumerate(_IMAGES):
+        block = _seeded(seed, lambda: SEBlock(c, reduction=4)).eval()
+        x = torch.randn(b, c, h, w, generator=torch.Generator().manual_seed(100 + seed)) + 0.5
+        case = f"x of shape {(b, c, h, w)}, reduction 4"
+        got = call_learner(se_forward, block, x.clone(), name="se_forward")
+        with torch.no_grad():
+            s = block.gate(x)  # (B, C, 1, 1)
+            avg = x.mean(dim=(2, 3), keepdim=True)
+            raw = block.fc2(F.relu(block.fc1(avg)))
+            mistakes = {
+                "gated twice: y = x * (x * s). If a helper already returns x * s, do not multiply by x again":
+                    x * (x * s),
+                "the sigmoid is missing: the gate must lie in (0, 1), torch.sigmoid(fc2(...))": x * raw,
+                "you returned the gate s (B, C, 1, 1), not the gated features x * s": s,
+                "the squeeze uses max pooling; SE squeezes with the global *average* x.mean(dim=(2, 3))":
+                    x * torch.sigmoid(block.fc2(F.relu(block.fc1(x.amax(dim=(2, 3), keepdim=True))))),
+                "the ReLU between fc1 and fc2 is missing": x * torch.sigmoid(block.fc2(block.fc1(avg))),
+                "the squeeze averages over the channels (dim=1); SE averages over the pixels (dim=(2, 3))":
+                    x * torch.sigmoid(x.mean(dim=1, keepdim=True)),
+            }
+            compare(got, x * s, "se_forward", case, mistakes=mistakes)
+    passed("se_forward")
+
+
+# --------------------------------------------------------------------------------------------------
+# Lesson 12: CBAM's spatial gate
+# --------------------------------------------------------------------------------------------------
+def _trained_like_spatial(seed: int) -> SpatialGate:
+    gate = SpatialGate(7)
+    with torch.no_grad():
+        gate.bn.running_mean.fill_(0.3)  # statistics as after training, so a skipped BN shows
+        gate.bn.running_var.fill_(2.0)
+        gate.bn.weight.fill_(1.5)
+        gate.bn.bias.fill_(-0.2)
+    return gate.eval()
+
+
+def check_spatial_gate(spatial_gate: Callable[[SpatialGate, Tensor], Tensor]) -> None:
+    """``spatial_gate(module, x)``: the (B, 1, H, W) map sigmoid(bn(conv([max over C, mean over C]))) of a SpatialGate."""
+    require_callable(spatial_gate, "spatial_gate")
+    for seed, (b, c, h, w) in enumerate(_IMAGES):
+        module = _seeded(10 + seed, lambda: _trained_like_spatial(seed))
+        x = torch.randn(b, c, h, w, generator=torch.Generator().manual_seed(200 + seed))
+        case = f"x of shape {(b, c, h, w)}"
+        got = call_learner(spatial_gate, module, x.clone(), name="spatial_gate")
+        with torch.no_grad():
+            expected = module.gate(x)
+            peak, mean = x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)
+
+            def head(pooled: Tensor, bn: bool = True, sigmoid: bool = True) -> Tensor:
+                out = module.conv(pooled)
+                out = module.bn(out) if bn else out
+                return torch.sigmoid(out) if sigmoid else out
+
+            mistakes = {
+                "the sigmoid is missing: the gate must lie in (0, 1)": head(torch.cat([peak, mean], 1), sigmoid=False),
+                "the two maps are in the wrong order: the conv expects [max over C, mean over C], max first":
+                    head(torch.cat([mean, peak], 1)),
+                "the mean map is used twice (or the max map is missing): cat [max, mean]":
+                    head(torch.cat([mean, mean], 1)),
+                "the max map is used twice: cat [max, mean]": head(torch.cat([peak, peak], 1)),
+                "the BatchNorm after the conv is skipped: sigmoid(bn(conv(pooled)))":
+                    head(torch.cat([peak, mean], 1), bn=False),
+                "you returned the gated features x * gate; this function returns the gate (B, 1, H, W)": x * expected,
+            }
+        compare(got, expected, "spatial_gate", case, mistakes=mistakes)
+    passed("spatial_gate")
+
+
+# --------------------------------------------------------------------------------------------------
+# Lesson 13: DANet position attention
+# --------------------------------------------------------------------------------------------------
+def _pam_variant(ref: PositionAttention, x: Tensor, *, softmax_dim: int = -1, transpose: bool = True,
+                 scale: float = 1.0, residual: bool = True) -> Tensor:
+    b, c, h, w = x.shape
+    q = ref.query(x).flatten(2).transpose(1, 2)  # (B, N, C')
+    k = ref.key(x).flatten(2)  # (B, C', N)
+    s = torch.softmax(q @ k * scale, dim=softmax_dim)  # (B, N, N)
+    v = ref.value(x).flatten(2)  # (B, C, N)
+    out = (v @ (s.transpose(1, 2) if transpose else s)).view(b, c, h, w)
+    return ref.gamma * out + x if residual else ref.gamma * out
+
+
+def check_position_attention(module_class: Callable[..., nn.Module]) -> None:
+    """``module_class(channels, reduction=8)``: DANet PAM with convs ``query``, ``key``, ``value`` and ``gamma`` = 0.
+
+    Checks gamma's initial value, that the module is the identity at init, then loads the weights of a
+    ``course_lib.vision.PositionAttention`` (gamma set to a nonzero value) and compares outputs.
+    """
+    require_callable(module_class, "PositionAttention class")
+    for seed, (b, c, h, w) in enumerate(((2, 16, 5, 7), (1, 32, 4, 4), (2, 24, 3, 6))):
+        case = f"channels={c}, x of shape {(b, c, h, w)}"
+        mine = _seeded(seed, lambda: call_learner(module_class, c, reduction=8, name="your class (constructor)"))
+        if not isinstance(mine, nn.Module):
+            raise CheckFailed(f"your class should build an nn.Module (subclass nn.Module and call super().__init__()), "
+                              f"got {type(mine).__name__}")
+        names = dict(mine.named_parameters())
+        missing = [n for n in ("gamma", "query.weight", "key.weight", "value.weight") if n not in names]
+        if missing:
+            raise CheckFailed(f"the module has no parameter(s) {missing}: store the 1x1 convs as self.query, self.key, "
+                              f"self.value and gamma as an nn.Parameter (a plain tensor or a Python list is not "
+                              f"registered, so it is neither trained nor moved to the GPU)")
+        gamma = names["gamma"].detach()
+        if gamma.numel() != 1:
+            raise CheckFailed(f"gamma should be one scalar parameter (shape (1,)), got shape {tuple(gamma.shape)}")
+        if gamma.item() != 0.0:
+            raise CheckFailed(f"gamma starts at {gamma.item():g}; initialise it to 0 (torch.zeros(1)) so that the "
+                              f"module is the identity when inserted into a trained network")
+        x = torch.randn(b, c, h, w, generator=torch.Generator().manual_seed(300 + seed))
+        got = call_learner(mine, x.clone(), name="forward")
+        if isinstance(got, tuple):
+            got = got[0]
+        compare(got, x, "forward at init (gamma = 0)", case, mistakes={
+            "at init the output should be x itself: y = gamma * out + x, the residual + x is missing": torch.zeros_like(x),
+        })
+        ref = _seeded(seed, lambda: PositionAttention(c, reduction=8)).eval()
+        with torch.no_grad():
+            ref.gamma.fill_(0.7)
+        try:
+            mine.load_state_dict(ref.state_dict())
+        except Exception as exc:
+            raise CheckFailed(f"could not load PositionAttention's weights into your module ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0]}); use query, key: Conv2d(C, C // reduction, 1) and "
+                              f"value: Conv2d(C, C, 1), all with bias, and gamma of shape (1,)") from None
+        mine.eval()
+        got = call_learner(mine, x.clone(), name="forward")
+        if isinstance(got, tuple):
+            got = got[0]
+        with torch.no_grad():
+            expected = ref(x)
+            mistakes = {
+                "softmax over the wrong axis: row i of S = softmax(QᵀK) holds pixel i's weights over all "
+                "positions, so normalise over the last axis (dim=-1)": _pam_variant(ref, x, softmax_dim=1),
+                "the attention is applied without the transpose: out = V Sᵀ (V (B, C, N) @ S.transpose(1, 2))":
+                    _pam_variant(ref, x, transpose=False),
+                "the scores are scaled: DANet's PAM uses the plain dot product QᵀK, no 1/sqrt(d)":
+                    _pam_variant(ref, x, scale=(c // 8) ** -0.5),
+                "the residual + x is missing: y = gamma * out + x": _pam_variant(ref, x, residual=False),
+            }
+        compare(got, expected, "forward with gamma = 0.7", case, mistakes=mistakes)
+    passed("PositionAttention")
+
+
+# --------------------------------------------------------------------------------------------------
+# Lesson 13: ViT multi-head self-attention with a fused qkv projection
+# --------------------------------------------------------------------------------------------------
+def _msa_variant(x: Tensor, qkv: nn.Linear, proj: nn.Linear, heads: int, *, transpose: bool = True,
+                 scale: float | None = None, order: str = "3hd") -> Tensor:
+    b, t, d = x.shape
+    hd = d // heads
+    if order == "3hd":
+        parts = qkv(x).reshape(b, t, 3, heads, hd).permute(2, 0, 3, 1, 4)  # (3, B, H, T, d)
+    else:  # the learner split qkv per head first: (B, T, H, 3, d)
+        parts = qkv(x).reshape(b, t, heads, 3, hd).permute(3, 0, 2, 1, 4)
+    q, k, v = parts[0], parts[1], parts[2]
+    scale = hd ** -0.5 if scale is None else scale
+    out = torch.softmax(q @ k.transpose(-2, -1) * scale, dim=-1) @ v  # (B, H, T, d)
+    out = out.transpose(1, 2).reshape(b, t, d) if transpose else out.reshape(b, t, d)
+    return proj(out)
+
+
+def check_vit_msa(msa_forward: Callable[[Tensor, nn.Linear, nn.Linear, int], Tensor]) -> None:
+    """``msa_forward(x, qkv, proj, num_heads)``: ViT self-attention, qkv = Linear(D, 3D) laid out [q | k | v]."""
+    require_callable(msa_forward, "msa_forward")
+    for seed, (b, t, d, heads) in enumerate(((2, 5, 8, 2), (1, 17, 24, 4), (3, 10, 12, 3))):
+        qkv = _seeded(seed, lambda: nn.Linear(d, 3 * d)).eval()
+        proj = _seeded(50 + seed, lambda: nn.Linear(d, d)).eval()
+        x = torch.randn(b, t, d, generator=torch.Generator().manual_seed(400 + seed))
+        case = f"x of shape {(b, t, d)}, {heads} heads"
+        got = call_learner(msa_forward, x.clone(), qkv, proj, heads, name="msa_forward")
+        # Reference: course_lib's MultiHeadAttention with the fused weights copied into q/k/v_proj.
+        ref = MultiHeadAttention(d, heads).eval()
+        with torch.no_grad():
+            for i, layer in enumerate((ref.q_proj, ref.k_proj, ref.v_proj)):
+                layer.weight.copy_(qkv.weight[i * d:(i + 1) * d])
+                layer.bias.copy_(qkv.bias[i * d:(i + 1) * d])
+            ref.out_proj.load_state_dict(proj.state_dict())
+            expected = ref(x, x, x)[0]
+            mistakes: dict[str, Tensor] = {
+                "heads merged without the transpose: (B, H, T, d) -> transpose(1, 2) -> (B, T, H, d) -> reshape; "
+                "a plain reshape mixes tokens of different positions": _msa_variant(x, qkv, proj, heads, transpose=False),
+                "the scores are not scaled: multiply by head_dim ** -0.5": _msa_variant(x, qkv, proj, heads, scale=1.0),
+                "the scores are scaled by D ** -0.5; each head's dot product has head_dim = D / H terms":
+                    _msa_variant(x, qkv, proj, heads, scale=d ** -0.5),
+                "the output projection proj is missing": _msa_variant(x, qkv, nn.Identity(), heads),  # type: ignore[arg-type]
+            }
+            if heads > 1:
+                mistakes["qkv is split in the wrong order: its 3D outputs are [all q | all k | all v], so reshape "
+                         "to (B, T, 3, H, d), not (B, T, H, 3, d)"] = _msa_variant(x, qkv, proj, heads, order="h3d")
+        compare(got, expected, "msa_forward", case, mistakes=mistakes)
+    passed("msa_forward")

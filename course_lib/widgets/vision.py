@@ -1,0 +1,169 @@
+"""Image and module picker: see where a vision attention module looks on one image (lessons 12-13).
+
+The maps are ``course_lib.vision.spatial_attention_map`` of each module (CBAM's spatial gate, YOLOv4
+SAM's gate averaged over channels, the attention each pixel receives in non-local / PAM / SAGAN, a
+ViT's class-token attention), computed on the features the module receives inside the model and
+upsampled to the image, as in the overlays of Woo et al. 2018 (CBAM, arXiv:1807.06521, figure 4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from course_lib.vision import ViT, has_spatial_map, spatial_attention_map
+
+__all__ = ["VisionMapsView", "vision_maps_view", "overlay_maps", "vision_maps_explorer"]
+
+
+@dataclass
+class VisionMapsView:
+    """What the picker draws for one image and one model (or module)."""
+
+    image: np.ndarray  # (H, W): the image (first channel)
+    maps: list[np.ndarray]  # each (h, w): one map per attention module with a spatial map, highest resolution first
+    upsampled: list[np.ndarray]  # each (H, W): the maps resized to the image (nearest), for overlays
+    names: list[str]  # the module class names, as titles
+    peaks: list[tuple[int, int]]  # (row, col) in image pixels of each map's maximum (centre of the cell)
+    box: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1) of the digit, when given
+    mass_in_box: list[float] = field(default_factory=list)  # each map's fraction of mass inside the box
+
+
+def _modules_of(model_or_module: nn.Module) -> list[nn.Module]:
+    if isinstance(model_or_module, ViT) or has_spatial_map(model_or_module):
+        return [model_or_module]
+    finder = getattr(model_or_module, "attention_modules", None)
+    found = list(finder()) if callable(finder) else [m for m in model_or_module.modules()
+                                                   if m is not model_or_module and has_spatial_map(m)]
+    return [m for m in found if has_spatial_map(m)]
+
+
+def vision_maps_view(model_or_module: nn.Module, images: Tensor, index: int = 0,
+                     boxes: Tensor | None = None) -> VisionMapsView:
+    """Spatial attention maps of ``model_or_module`` on ``images[index]`` (images (N, C, H, W), boxes (N, 4) or None).
+
+    A model (e.g. ``HostCNN``) is run on the image and each attention module's map is computed from the
+    features it receives (a forward hook); a module or a ViT is applied to the image directly. Models
+    without a spatial attention module give empty lists.
+    """
+    if not isinstance(model_or_module, nn.Module):
+        raise TypeError(f"model_or_module must be an nn.Module, got {type(model_or_module).__name__}")
+    if not isinstance(images, Tensor) or images.dim() != 4:
+        raise ValueError(f"images must be a tensor of shape (N, C, H, W), got "
+                         f"{tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__}")
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise TypeError(f"index must be an int, got {type(index).__name__}")
+    if not 0 <= index < images.shape[0]:
+        raise ValueError(f"index must lie in [0, {images.shape[0] - 1}] for images of shape {tuple(images.shape)}, "
+                         f"got {index}")
+    if boxes is not None and (not isinstance(boxes, Tensor) or boxes.shape != (images.shape[0], 4)):
+        raise ValueError(f"boxes must have shape (N, 4) = ({images.shape[0]}, 4), got "
+                         f"{tuple(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__}")
+    first = next(model_or_module.parameters(), None)
+    device = first.device if first is not None else images.device
+    x = images[index:index + 1].to(device=device, dtype=torch.float32)  # (1, C, H, W)
+    height, width = x.shape[2], x.shape[3]
+    modules = _modules_of(model_or_module)
+    was_training = model_or_module.training
+    model_or_module.eval()
+    maps: list[Tensor] = []
+    try:
+        with torch.no_grad():
+            if len(modules) == 1 and modules[0] is model_or_module:
+                maps = [spatial_attention_map(model_or_module, x)[0]]  # (h, w)
+            elif modules:
+                caught: dict[int, Tensor] = {}
+                handles = [m.register_forward_hook(lambda _m, inputs, _out, i=i: caught.__setitem__(i, inputs[0]))
+                           for i, m in enumerate(modules)]
+                try:
+                    model_or_module(x)
+                finally:
+                    for handle in handles:
+                        handle.remove()
+                maps = [spatial_attention_map(m, caught[i])[0] for i, m in enumerate(modules)]  # each (h, w)
+    finally:
+        model_or_module.train(was_training)
+    up = [F.interpolate(m[None, None].float(), size=(height, width), mode="nearest")[0, 0] for m in maps]  # (H, W)
+    peaks = []
+    for m in maps:
+        h, w = m.shape
+        r, c = divmod(int(m.argmax()), w)
+        peaks.append((int((r + 0.5) * height / h), int((c + 0.5) * width / w)))
+    box = None
+    masses: list[float] = []
+    if boxes is not None:
+        from course_lib.data.digits import box_mass
+
+        b = boxes[index]
+        box = tuple(int(v) for v in b.tolist())  # type: ignore[assignment]
+        masses = [float(box_mass(m[None].cpu(), b[None].cpu(), canvas_size=(height, width))[0]) for m in maps]
+    return VisionMapsView(
+        image=x[0, 0].cpu().numpy(),
+        maps=[m.cpu().numpy() for m in maps],
+        upsampled=[u.cpu().numpy() for u in up],
+        names=[type(m).__name__ for m in modules],
+        peaks=peaks,
+        box=box,  # type: ignore[arg-type]
+        mass_in_box=masses,
+    )
+
+
+def overlay_maps(view: VisionMapsView, title: str = "", alpha: float = 0.55):
+    """Draw the image, then each map over it (with the digit's box and the map's peak); returns the figure."""
+    panels = 1 + len(view.maps)
+    fig, axes = plt.subplots(1, panels, figsize=(2.6 * panels, 2.8), squeeze=False)
+    axes = axes[0]
+    axes[0].imshow(view.image, cmap="gray")
+    axes[0].set_title(title or "image", fontsize=9)
+    for i, (ax, up) in enumerate(zip(axes[1:], view.upsampled)):
+        ax.imshow(view.image, cmap="gray")
+        ax.imshow(up, cmap="inferno", alpha=alpha)
+        r, c = view.peaks[i]
+        ax.plot(c, r, "c+", markersize=10, mew=2)
+        label = f"{view.names[i]} map {i}"
+        if view.mass_in_box:
+            label += f"\nmass in box {view.mass_in_box[i]:.2f}"
+        ax.set_title(label, fontsize=9)
+    if view.box is not None:
+        x0, y0, x1, y1 = view.box
+        for ax in axes:
+            ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="lime", lw=1.5))
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def vision_maps_explorer(models: Mapping[str, nn.Module] | Sequence[nn.Module] | nn.Module, images: Tensor,
+                         boxes: Tensor | None = None):
+    """A slider for the image and a dropdown for the model/module; returns the ipywidgets box."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    if isinstance(models, nn.Module):
+        models = {type(models).__name__: models}
+    elif not isinstance(models, Mapping):
+        models = {f"{i}: {type(m).__name__}": m for i, m in enumerate(models)}
+    pick = widgets.Dropdown(options=list(models), description="module")
+    index = widgets.IntSlider(value=0, min=0, max=images.shape[0] - 1, description="image")
+    out = widgets.Output()
+
+    def update(_=None) -> None:
+        view = vision_maps_view(models[pick.value], images, index.value, boxes)
+        with out:
+            out.clear_output(wait=True)
+            fig = overlay_maps(view, title=f"image {index.value}")
+            display(fig)
+            plt.close(fig)
+
+    pick.observe(update, names="value")
+    index.observe(update, names="value")
+    update()
+    return widgets.VBox([widgets.HBox([pick, index]), out])
