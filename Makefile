@@ -17,7 +17,7 @@ export PYTHONHASHSEED := 0
 # Notebook kernels draw inline so that figures are stored as images; unit tests use Agg (conftest.py).
 export MPLBACKEND := module://matplotlib_inline.backend_inline
 
-.PHONY: help venv lab test unit nbval sync exercises execute bench constraints clean
+.PHONY: help venv lab test unit nbval sync exercises execute bench ablation constraints clean
 
 help:
 	@echo "make lab        set up the environment and open JupyterLab on the first lesson"
@@ -25,6 +25,7 @@ help:
 	@echo "make exercises  regenerate exercises/ from solutions/"
 	@echo "make execute    re-run notebooks and solutions in place, storing fresh outputs (NB=path for one)"
 	@echo "make bench      run the attention benchmark on this machine's device"
+	@echo "make ablation   re-run the vision ablation (about 20 minutes) into benchmarks/results/"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +62,10 @@ execute: $(STAMP)
 BENCH_ARGS ?=
 bench: $(STAMP)
 	$(BIN)/python benchmarks/attention_bench.py $(BENCH_ARGS)
+
+# The committed table (benchmarks/results/vision_ablation.csv) was computed this way, on one thread.
+ablation: $(STAMP)
+	$(BIN)/python benchmarks/vision_ablation.py --threads 1
 
 constraints: $(STAMP)
 	(echo "# Exact versions the course was tested with (pip install -c constraints.txt). Regenerate: make constraints"; \
