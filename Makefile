@@ -17,10 +17,10 @@ export PYTHONHASHSEED := 0
 # Notebook kernels draw inline so that figures are stored as images; unit tests use Agg (conftest.py).
 export MPLBACKEND := module://matplotlib_inline.backend_inline
 
-.PHONY: help venv lab test unit nbval sync exercises execute bench ablation constraints clean
+.PHONY: help venv trust lab test unit nbval sync exercises execute bench ablation constraints clean
 
 help:
-	@echo "make lab        set up the environment and open JupyterLab on the first lesson"
+	@echo "make lab        set up the environment and open JupyterLab on the first lesson (serving the course root)"
 	@echo "make test       set up the environment and run every test (what CI runs)"
 	@echo "make exercises  regenerate exercises/ from solutions/"
 	@echo "make execute    re-run notebooks and solutions in place, storing fresh outputs (NB=path for one)"
@@ -30,17 +30,34 @@ help:
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[lab,test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[lab,test,instructor]"
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/00_setup_and_tour.ipynb
+# Trusted notebooks show their stored widgets and progress bars as they looked when executed (an untrusted
+# one shows their text). The signatures live in the user's Jupyter data folder, not in the repository.
+trust: $(STAMP)
+	$(BIN)/jupyter trust $(NOTEBOOKS) $(SOLUTIONS)
 
+# Serve the whole course (so exercises/ and solutions/ are reachable) and open lesson 00.
+# LAB_FLAGS passes more options, e.g. make lab LAB_FLAGS="--no-browser --port 8890".
+LAB_FLAGS ?=
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+lab: trust
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(ROOT_FLAG) $(LAB_FLAGS) notebooks/00_setup_and_tour.ipynb
+
+# Results that lessons share go to a scratch folder during the tests; afterwards the tests check that
+# running every lesson changed no file of the working tree.
+test: export COURSE_RESULTS_DIR = $(CURDIR)/.test-results
 test: $(STAMP)
+	rm -rf .test-results
+	@git status --porcelain 2>/dev/null > .test-results.before || true
 	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile tests $(NBVAL_DIRS) \
 		--nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --durations=25
+	@git status --porcelain 2>/dev/null | diff .test-results.before - \
+		|| { echo "running the tests changed the files above: a lesson or test writes into the repository"; exit 1; }
+	@rm -f .test-results.before
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider -n 2 tests
@@ -54,6 +71,8 @@ sync: $(STAMP)
 exercises: $(STAMP)
 	$(BIN)/python tools/make_exercises.py
 
+# The regeneration command: the only one that writes the committed copies of shared results.
+execute: export COURSE_RESULTS_DIR = $(CURDIR)/notebooks/results
 execute: $(STAMP)
 	$(BIN)/python tools/execute_notebooks.py $(or $(NB),$(NOTEBOOKS) $(SOLUTIONS))
 
@@ -72,4 +91,4 @@ constraints: $(STAMP)
 	 $(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu//') > constraints.txt
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .test-results .test-results.before

@@ -3,6 +3,7 @@ as handed out with CheckFailed in every check cell."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
-from make_exercises import MarkerError, make_exercise, strip_solution  # noqa: E402
+from make_exercises import MarkerError, MetadataError, annotate, make_exercise, metadata_problems, strip_solution  # noqa: E402,I001
 
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 
@@ -64,16 +65,69 @@ def test_every_exercise_is_followed_by_a_check(path):
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
-def test_generated_exercise_has_stubs_no_outputs_and_nbgrader_metadata(path):
+def test_generated_exercise_has_stubs_no_outputs_and_locked_checks(path):
     exercise = make_exercise(path)
-    assert "do not edit" in exercise.cells[0].source
     code = [c for c in exercise.cells if c.cell_type == "code"]
     assert all(not c.outputs and c.execution_count is None for c in code)
     assert not any("### BEGIN SOLUTION" in c.source or "HIDDEN TESTS" in c.source for c in code)
     stubs = [c for c in code if "raise NotImplementedError()" in c.source]
-    assert stubs and all(c.metadata["nbgrader"]["solution"] for c in stubs)
+    assert stubs and all(c.metadata["nbgrader"]["solution"] and c.metadata["deletable"] is False for c in stubs)
     checks = [c for c in code if "check" in _tags(c)]
-    assert checks and all(c.metadata["nbgrader"]["grade"] and c.metadata["nbgrader"]["locked"] for c in checks)
+    assert checks
+    for cell in checks:
+        meta = cell.metadata["nbgrader"]
+        assert meta["grade"] and meta["locked"] and meta["points"] == 1 and meta["checksum"]
+        assert cell.metadata["editable"] is False and cell.metadata["deletable"] is False
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_each_check_cell_imports_its_checker(path):
+    """A learner who rebinds check_* in an answer cell must not pass: each check cell imports what it calls."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if "check" in _tags(cell):
+            for name in set(re.findall(r"\b(check_\w+)\(", cell.source)):
+                assert re.search(rf"from course_lib\.checks\.\w+ import .*\b{name}\b", cell.source), (
+                    f"{path.name} {cell.id}: the check cell calls {name} without importing it itself")
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_solutions_are_a_valid_nbgrader_source(path):
+    nb = nbformat.read(path, as_version=4)
+    assert metadata_problems(nb, path.name) == []
+
+
+def test_missing_or_wrong_metadata_is_refused(tmp_path):
+    nb = nbformat.read(SOLUTIONS[0], as_version=4)
+    answer = next(c for c in nb.cells if "### BEGIN SOLUTION" in c.source)
+    check = next(c for c in nb.cells if "check" in _tags(c))
+    bare = nbformat.from_dict(nb)
+    for cell in bare.cells:
+        cell.metadata.pop("nbgrader", None)
+    problems = metadata_problems(bare, "bare")
+    assert any("no nbgrader metadata" in p for p in problems) and len(problems) >= 2
+    path = tmp_path / "bare.ipynb"
+    nbformat.write(bare, path)
+    with pytest.raises(MetadataError, match="no nbgrader metadata"):
+        make_exercise(path)
+    assert metadata_problems(annotate(bare), "annotated") == []
+    answer.metadata["nbgrader"]["solution"] = False
+    check.metadata["nbgrader"]["grade_id"] = answer.metadata["nbgrader"]["grade_id"]
+    problems = metadata_problems(nb, "broken")
+    assert any("differs" in p for p in problems) and any("used twice" in p for p in problems)
+
+
+def test_check_mode_fails_on_a_solution_without_metadata(tmp_path, monkeypatch):
+    import make_exercises
+
+    nb = nbformat.read(SOLUTIONS[0], as_version=4)
+    for cell in nb.cells:
+        cell.metadata.pop("nbgrader", None)
+    (tmp_path / "solutions").mkdir()
+    nbformat.write(nb, tmp_path / "solutions" / SOLUTIONS[0].name)
+    monkeypatch.setattr(make_exercises, "SOLUTIONS", tmp_path / "solutions")
+    monkeypatch.setattr(make_exercises, "EXERCISES", tmp_path / "exercises")
+    assert make_exercises.main(["--check"]) == 1
 
 
 @pytest.mark.parametrize("name", [p.name for p in SOLUTIONS])

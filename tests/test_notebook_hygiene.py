@@ -29,7 +29,9 @@ def test_name_kernel_and_valid_notebook(path):
     assert NAME.match(path.name), f"{path.name}: lessons are named NN_slug.ipynb"
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
+    # ipykernel's own kernelspec: JupyterLab then has nothing to rewrite when the notebook is opened.
+    assert nb.metadata.get("kernelspec") == {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                             "name": "python3"}, f"{path.name}: kernelspec is not ipykernel's own"
 
 
 @pytest.mark.parametrize("path", LESSONS + SOLUTIONS, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -81,3 +83,27 @@ def test_ignored_outputs_are_followed_by_a_check(path):
 
 def test_exercises_match_solutions_one_to_one():
     assert [p.name for p in EXERCISES] == [p.name for p in SOLUTIONS]
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_stored_explorers_have_their_state_and_starting_picture(path):
+    """A trusted page draws each stored explorer from the saved widget state: every view must find its model
+    (else JupyterLab shows "model not found"), and the explorer's output must hold its starting picture."""
+    nb = nbformat.read(path, as_version=4)
+    views = [o["data"][WIDGET_VIEW]["model_id"] for c in _code(nb) for o in c.outputs
+             if WIDGET_VIEW in o.get("data", {})]
+    if not views:
+        return
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    missing = [m for m in views if m not in state]
+    assert not missing, f"{path.name}: stored explorers without their widget state: {missing}"
+    outputs = [model["state"].get("outputs", []) for model in state.values() if model["model_name"] == "OutputModel"]
+    if outputs:  # an explorer (tqdm bars have no Output widget)
+        assert any("image/png" in o.get("data", {}) for out in outputs for o in out), (
+            f"{path.name}: no stored explorer shows a starting picture")
+    for model in state.values():  # progress bars are stored finished, as the run left them
+        if model["model_name"] == "FloatProgressModel" and model["state"].get("bar_style") != "danger":
+            assert model["state"].get("value") == model["state"].get("max"), f"{path.name}: an unfinished bar"

@@ -27,12 +27,15 @@ def execute_one(path: Path) -> dict:
     import nbformat
     from nbclient import NotebookClient
 
+    from nbmeta import set_kernelspec
+
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=900, kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - start
+    set_kernelspec(nb)
     nbformat.write(nb, path)
     # The kernel is a child of this process and has been waited for: its peak RSS (KiB on Linux).
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

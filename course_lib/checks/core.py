@@ -2,16 +2,72 @@
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import torch
 
-__all__ = ["CheckFailed", "call_learner", "compare", "passed", "require_callable"]
+__all__ = ["CheckFailed", "call_learner", "compare", "learner_frames", "passed", "require_callable"]
+
+_LIBRARY = Path(__file__).resolve().parents[1]  # course_lib/
+_RED, _RESET = "\x1b[0;31m", "\x1b[0m"
 
 
 class CheckFailed(AssertionError):
-    """Raised by a checker when the answer is wrong; the message says what and hints at why."""
+    """Raised by a checker when the answer is wrong; the message says what and hints at why.
+
+    In Jupyter it renders as its message alone (IPython's ``_render_traceback_`` hook): the checker's own
+    frames would bury the one useful line and show the checker's source, with the other hints and the
+    reference answer. When the learner's code raised, ``learner_lines`` holds the learner's own frames,
+    which are shown below the message.
+    """
+
+    def __init__(self, message: str, learner_lines: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.learner_lines = list(learner_lines or [])
+
+    def _render_traceback_(self) -> list[str]:
+        lines = [f"{_RED}CheckFailed{_RESET}: {self}"]
+        if self.learner_lines:
+            lines += ["", "Where your code raised it:", *self.learner_lines]
+        return lines
+
+
+def _is_learner_file(filename: str) -> bool:
+    """True for code the learner wrote (notebook cells, their own files), not course_lib, torch or Python."""
+    if filename.startswith("<") and not filename.startswith("<ipython-input"):
+        return False  # <frozen ...>, <string>: not a place the learner can open
+    path = Path(filename).resolve()
+    if _LIBRARY in path.parents:
+        return False
+    return not any(part in ("site-packages", "dist-packages") for part in path.parts) and \
+        not str(path).startswith(str(Path(traceback.__file__).resolve().parent))
+
+
+def _cell_label(filename: str) -> str:
+    """'Cell In[7]' for a notebook cell (as IPython labels it), else the file name."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        label = shell.compile.format_code_name(filename) if shell is not None else None
+    except Exception:  # outside IPython, or an IPython without the hook
+        label = None
+    return " ".join(label) if label else filename
+
+
+def learner_frames(tb: TracebackType | None) -> list[str]:
+    """The frames of a traceback that are the learner's own code, formatted as 'Cell In[n], line l, in f'."""
+    lines: list[str] = []
+    for frame in traceback.extract_tb(tb):
+        if _is_learner_file(frame.filename):
+            lines.append(f"  {_cell_label(frame.filename)}, line {frame.lineno}, in {frame.name}")
+            if frame.line:
+                lines.append(f"    {frame.line.strip()}")
+    return lines
 
 
 def passed(what: str) -> None:
@@ -36,7 +92,8 @@ def call_learner(fn: Callable[..., Any], *args: Any, name: str, **kwargs: Any) -
     except CheckFailed:
         raise
     except Exception as exc:  # the learner's bug, reported rather than crashing the checker
-        raise CheckFailed(f"{name} raised {type(exc).__name__}: {exc}") from None
+        raise CheckFailed(f"{name} raised {type(exc).__name__}: {exc}",
+                          learner_lines=learner_frames(exc.__traceback__)) from None
 
 
 def _as_tensor(value: Any, name: str) -> torch.Tensor:
