@@ -28,10 +28,12 @@ import math
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout without installing the package
@@ -46,8 +48,8 @@ from course_lib.bench import (  # noqa: E402
     gpu_peak_tflops,
     paired_ratio,
     peak_memory,
-    time_interleaved,
     tflops,
+    time_interleaved,
 )
 from course_lib.device import get_device, set_seed  # noqa: E402
 
@@ -160,18 +162,23 @@ def backend_fns(q, k, v, is_causal: bool, skip: set[str]) -> dict:
     return fns
 
 
+def impl_fns(q: Tensor, k: Tensor, v: Tensor, causal: bool, block_size: int) -> dict[str, Callable[[], Tensor]]:
+    """The course's implementations and torch's SDPA on the same inputs, by name."""
+    # "auto" next to "sdpa" in the rounds, so the pair meets the same machine state.
+    return {
+        "sdpa": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
+        "auto": lambda: scaled_dot_product_attention(q, k, v, is_causal=causal, impl="auto"),
+        "naive": lambda: scaled_dot_product_attention(q, k, v, is_causal=causal, impl="naive"),
+        "tiled": lambda: tiled_attention(q, k, v, block_size=block_size, is_causal=causal),
+    }
+
+
 def run_size(args, device, dtype, n: int, d: int, use_backends: bool) -> list[dict]:
     batch, heads = batch_heads(args, device, n, d)
     gen = torch.Generator(device="cpu").manual_seed(n * 1000 + d)
     q, k, v = (torch.randn(batch, heads, n, d, generator=gen).to(device=device, dtype=dtype) for _ in range(3))
     causal = args.causal
-    # "auto" next to "sdpa" in the rounds, so the pair meets the same machine state.
-    fns = {
-        "sdpa": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
-        "auto": lambda: scaled_dot_product_attention(q, k, v, is_causal=causal, impl="auto"),
-        "naive": lambda: scaled_dot_product_attention(q, k, v, is_causal=causal, impl="naive"),
-        "tiled": lambda: tiled_attention(q, k, v, block_size=args.block_size, is_causal=causal),
-    }
+    fns = impl_fns(q, k, v, causal, args.block_size)
     # The naive path holds two or three (B, H, N, N) matrices at once; the math backend as many, in fp32 on
     # CUDA for fp16/bf16 inputs. Skip them where that cannot fit.
     free = available_bytes(device)
@@ -211,7 +218,7 @@ def run_size(args, device, dtype, n: int, d: int, use_backends: bool) -> list[di
             if device.type == "cuda":
                 torch.cuda.empty_cache()
 
-    flops = attention_flops(batch, heads, n, n, d, causal=causal)
+    flops = attention_flops(batch, heads, n, n, head_dim=d, causal=causal)
     peak = gpu_peak_tflops(device_name(device), dtype) if device.type == "cuda" else None
     backend = sdpa_backend_name(q, causal)
     base = {"device": device.type, "device_name": device_name(device), "torch": torch.__version__,
@@ -235,6 +242,7 @@ def run_size(args, device, dtype, n: int, d: int, use_backends: bool) -> list[di
             "mem_ratio_to_naive": round(memory[name] / naive_mem, 4) if naive_mem and naive_mem == naive_mem else "",
             "max_abs_err": f"{errors[name]:.2e}",
         })
+    fns.clear()  # the closures hold the inputs: free them before the next size
     del q, k, v, reference
     if device.type == "cuda":
         torch.cuda.empty_cache()

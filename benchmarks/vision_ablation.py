@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -30,7 +31,13 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without install
 
 from course_lib.data.digits import make_cluttered_digits  # noqa: E402
 from course_lib.device import set_seed  # noqa: E402
-from course_lib.vision_train import HostCNN, attention_box_mass, count_parameters, evaluate, train_classifier  # noqa: E402
+from course_lib.vision_train import (  # noqa: E402
+    HostCNN,
+    attention_box_mass,
+    count_parameters,
+    evaluate_classifier,
+    train_classifier,
+)
 
 MODULES = ("baseline", "se", "cbam", "yolo_sam", "eca", "nonlocal", "pam", "cam", "psa", "sagan")
 FIELDS = ["module", "params", "extra_params", "test_acc_mean", "test_acc_std", "acc_delta_vs_baseline",
@@ -75,7 +82,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     x0, y0, x1, y1 = test.boxes.double().unbind(1)
     chance = float(((x1 - x0) * (y1 - y0)).mean() / test.canvas**2)
 
-    runs: dict[str, list[dict[str, float]]] = {m: [] for m in args.modules}
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in args.modules}
     bar = tqdm(total=len(args.modules) * args.seeds, desc="runs")
     for seed in range(args.seeds):  # seeds outside, so an interrupted run still covers every module
         for name in args.modules:
@@ -83,7 +90,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
             model = HostCNN(None if name == "baseline" else name, widths=args.widths)
             history = train_classifier(model, train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                        seed=seed, progress=False)
-            acc = evaluate(model, test)["accuracy"]
+            acc = evaluate_classifier(model, test)["accuracy"]
             mass = attention_box_mass(model, test)
             runs[name].append({"acc": acc, "mass": mass, "params": count_parameters(model),
                                "sec": statistics.mean(history["epoch_seconds"])})
@@ -122,12 +129,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
         writer.writeheader()
         writer.writerows(rows)
 
-    print(f"\n{'module':<10} {'params':>7} {'extra':>6} {'test acc':>16} {'delta':>7} {'s/epoch':>8} {'mass in box':>16}")
+    print(f"\n{'module':<10} {'params':>7} {'extra':>6} {'test acc':>16} {'delta':>7} {'s/epoch':>8} "
+          f"{'mass in box':>16}")
     for r in rows:
-        acc = f"{r['test_acc_mean']:.3f} ± {r['test_acc_std']:.3f}"
-        mass = f"{r['box_mass_mean']:.3f} ± {r['box_mass_std']:.3f}" if r["box_mass_mean"] != "" else "-"
+        acc_text = f"{r['test_acc_mean']:.3f} ± {r['test_acc_std']:.3f}"
+        mass_text = f"{r['box_mass_mean']:.3f} ± {r['box_mass_std']:.3f}" if r["box_mass_mean"] != "" else "-"
         delta = f"{r['acc_delta_vs_baseline']:+.3f}" if r["acc_delta_vs_baseline"] != "" else "-"
-        print(f"{r['module']:<10} {r['params']:>7} {r['extra_params']:>6} {acc:>16} {delta:>7} {r['sec_per_epoch']:>8} {mass:>16}")
+        print(f"{r['module']:<10} {r['params']:>7} {r['extra_params']:>6} {acc_text:>16} {delta:>7} "
+              f"{r['sec_per_epoch']:>8} {mass_text:>16}")
     print(f"chance mass in box (uniform map): {chance:.3f}; wrote {args.out}; "
           f"total {time.perf_counter() - start:.0f} s with {torch.get_num_threads()} thread(s)")
     return rows

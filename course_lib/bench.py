@@ -35,6 +35,8 @@ from typing import Any
 
 import torch
 
+from course_lib._validate import check_int
+
 __all__ = [
     "attention_flops",
     "tflops",
@@ -74,15 +76,18 @@ def attention_flops(
     heads: int,
     n_q: int,
     n_k: int | None = None,
+    *,
     head_dim: int = 64,
     causal: bool = False,
     mode: str = "fwd",
 ) -> float:
-    """FLOPs of scaled dot-product attention: 4·B·H·N_q·N_k·d forward (x0.5 causal, x2.5 bwd, x3.5 both)."""
+    """FLOPs of scaled dot-product attention: 4·B·H·N_q·N_k·d forward (x0.5 causal, x2.5 bwd, x3.5 both).
+
+    Introduced in lesson 16.
+    """
     n_k = n_q if n_k is None else n_k
     for name, value in (("batch", batch), ("heads", heads), ("n_q", n_q), ("n_k", n_k), ("head_dim", head_dim)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        check_int(name, value, minimum=0)
     factors = {"fwd": 1.0, "bwd": 2.5, "fwd_bwd": 3.5}
     if mode not in factors:
         raise ValueError(f"mode must be one of {tuple(factors)}, got {mode!r}")
@@ -91,7 +96,7 @@ def attention_flops(
 
 
 def tflops(flops: float, seconds: float) -> float:
-    """Achieved TFLOP/s for ``flops`` done in ``seconds``."""
+    """Achieved TFLOP/s for ``flops`` done in ``seconds``. Introduced in lesson 16."""
     if seconds <= 0:
         raise ValueError(f"seconds must be > 0, got {seconds}")
     return flops / seconds / 1e12
@@ -99,7 +104,10 @@ def tflops(flops: float, seconds: float) -> float:
 
 @dataclass
 class Timing:
-    """Seconds per call, one value per repeat; each repeat averages ``inner`` back-to-back calls."""
+    """Seconds per call, one value per repeat; each repeat averages ``inner`` back-to-back calls.
+
+    Introduced in lesson 16.
+    """
 
     times: list[float] = field(default_factory=list)
     inner: int = 1
@@ -126,7 +134,10 @@ def _as_device(device: torch.device | str | None) -> torch.device:
 
 
 def synchronize(device: torch.device | str | None = None) -> None:
-    """Wait for the device's queued work (CUDA, MPS); a no-op on CPU, where calls are synchronous."""
+    """Wait for the device's queued work (CUDA, MPS); a no-op on CPU, where calls are synchronous.
+
+    Introduced in lesson 16.
+    """
     device = _as_device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -139,10 +150,9 @@ def num_threads(n: int) -> Iterator[None]:
     """Run the block with ``n`` torch CPU threads, then restore the previous number.
 
     With one thread and ``clock="cpu"``, timings on a CPU shared with other jobs stop measuring the
-    waiting (a parallel operation otherwise waits for its slowest thread to get a core).
+    waiting (a parallel operation otherwise waits for its slowest thread to get a core). Introduced in lesson 16.
     """
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    check_int("n", n, minimum=1)
     previous = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -166,6 +176,7 @@ def _run(fn: Callable[[], Any], device: torch.device, inner: int, clock: Callabl
 def time_interleaved(
     fns: Mapping[str, Callable[[], Any]],
     device: torch.device | str | None = None,
+    *,
     repeats: int = 5,
     warmup: int = 1,
     min_seconds: float = 0.01,
@@ -183,16 +194,15 @@ def time_interleaved(
     ``clock="wall"`` (default) measures elapsed time. ``clock="cpu"`` measures the CPU seconds this
     process used (``time.process_time``): on a CPU shared with other jobs and with *one* torch thread it
     leaves out the time spent waiting for a core; with several threads it adds up their times, spin-waits
-    included, so use it with ``torch.set_num_threads(1)``. It cannot see GPU time.
+    included, so use it with ``torch.set_num_threads(1)``. It cannot see GPU time. Introduced in lesson 16.
     """
     if not fns:
         raise ValueError("fns must name at least one function")
     for name, fn in fns.items():
         if not callable(fn):
             raise TypeError(f"fns[{name!r}] must be callable, got {type(fn).__name__}")
-    if not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
-    if not isinstance(warmup, int) or warmup < 1:
+    check_int("repeats", repeats, minimum=1)
+    if check_int("warmup", warmup) < 1:
         raise ValueError(f"warmup must be an int >= 1 (it also calibrates the inner loop), got {warmup!r}")
     if clock not in CLOCKS:
         raise ValueError(f"clock must be one of {tuple(CLOCKS)}, got {clock!r}")
@@ -218,12 +228,13 @@ def time_interleaved(
 def time_fn(
     fn: Callable[[], Any],
     device: torch.device | str | None = None,
+    *,
     repeats: int = 5,
     warmup: int = 1,
     min_seconds: float = 0.01,
     clock: str = "wall",
 ) -> Timing:
-    """Median-ready timing of one function: ``warmup`` calls, then ``repeats`` timed rounds."""
+    """Median-ready timing of one function: ``warmup`` calls, then ``repeats`` timed rounds. Introduced in lesson 16."""
     return time_interleaved({"fn": fn}, device, repeats=repeats, warmup=warmup, min_seconds=min_seconds,
                             clock=clock)["fn"]
 
@@ -232,10 +243,11 @@ def paired_ratio(a: Timing, b: Timing) -> float:
     """Median over rounds of a's time / b's time in the same round (from one ``time_interleaved`` run).
 
     Pairing each round's times cancels slow drifts of a shared machine that a ratio of medians keeps.
+    Introduced in lesson 16.
     """
     if len(a.times) != len(b.times) or not a.times:
         raise ValueError(f"a and b must hold the same number of rounds, got {len(a.times)} and {len(b.times)}")
-    return statistics.median(x / y for x, y in zip(a.times, b.times))
+    return statistics.median(x / y for x, y in zip(a.times, b.times, strict=True))
 
 
 def _quiet_profiler() -> None:
@@ -247,7 +259,7 @@ def _quiet_profiler() -> None:
 def profiled_ops(fn: Callable[[], Any]) -> list[str]:
     """Names of the aten operators one call of ``fn`` runs, in order of first appearance.
 
-    Shows which kernel ran, e.g. ``aten::_scaled_dot_product_flash_attention_for_cpu``.
+    Shows which kernel ran, e.g. ``aten::_scaled_dot_product_flash_attention_for_cpu``. Introduced in lesson 16.
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
@@ -284,7 +296,7 @@ def peak_memory(fn: Callable[[], Any], device: torch.device | str | None = None)
 
     CUDA: ``max_memory_allocated`` after a reset. CPU: the running sum of the profiler's allocation
     events (see the module's docstring for exactly what that counts). Run it apart from timing:
-    the profiler slows the call down.
+    the profiler slows the call down. Introduced in lesson 16.
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
@@ -304,7 +316,7 @@ def peak_memory(fn: Callable[[], Any], device: torch.device | str | None = None)
 
 
 def device_name(device: torch.device | str | None = None) -> str:
-    """A readable name of the device: the GPU's name, or the CPU's model and thread count."""
+    """A readable name of the device: the GPU's name, or the CPU's model and thread count. Introduced in lesson 16."""
     device = _as_device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -324,7 +336,10 @@ def device_name(device: torch.device | str | None = None) -> str:
 
 
 def device_slug(device: torch.device | str | None = None) -> str:
-    """Short file-name-safe name: ``cpu``, ``mps``, or the GPU's first two words (``nvidia-h100``)."""
+    """Short file-name-safe name: ``cpu``, ``mps``, or the GPU's first two words (``nvidia-h100``).
+
+    Introduced in lesson 16.
+    """
     device = _as_device(device)
     if device.type != "cuda":
         return device.type
@@ -336,7 +351,7 @@ def gpu_peak_tflops(name: str, dtype: torch.dtype = torch.bfloat16) -> float | N
     """Dense FP16/BF16 tensor-core peak of a GPU named like ``torch.cuda.get_device_name()``, or None.
 
     None when the GPU is not in ``PEAK_TFLOPS`` or the dtype is not fp16/bf16 (other dtypes have
-    other peaks, which this table does not hold).
+    other peaks, which this table does not hold). Introduced in lesson 16.
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")

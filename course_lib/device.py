@@ -11,13 +11,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from course_lib._validate import check_int
+
 __all__ = ["get_device", "set_seed", "environment_report", "EnvironmentReport", "mps_available"]
 
 _KNOWN_TYPES = ("cpu", "cuda", "mps")
 
 
 def mps_available() -> bool:
-    """True when Apple's Metal backend is usable."""
+    """True when Apple's Metal backend is usable. Introduced in lesson 00."""
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
 
@@ -40,6 +42,7 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
     Order: the ``prefer`` argument, then the ``COURSE_DEVICE`` environment variable, then the first of
     cuda, mps, cpu that is available. An explicit choice that is not available is a ``ValueError``
     (silently falling back would make a learner believe they are on a GPU when they are not).
+    Introduced in lesson 00.
     """
     source = "prefer"
     choice = prefer
@@ -67,11 +70,11 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
 
 
 def set_seed(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's generators (all devices) so a lesson is repeatable."""
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+    """Seed Python's, NumPy's and torch's generators (all devices) so a lesson is repeatable.
+
+    Introduced in lesson 00.
+    """
+    seed = check_int("seed", seed, minimum=0)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -79,7 +82,7 @@ def set_seed(seed: int) -> None:
 
 @dataclass
 class EnvironmentReport:
-    """What lesson 00 shows: versions, threads and the devices this machine offers."""
+    """What lesson 00 shows: versions, threads and the devices this machine offers. Introduced in lesson 00."""
 
     python: str
     platform: str
@@ -109,8 +112,9 @@ class EnvironmentReport:
 
 
 def environment_report(prefer: str | torch.device | None = None) -> EnvironmentReport:
-    """Collect the environment facts a learner should check before the first lesson."""
-    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    """Collect the environment facts a learner should check before the first lesson. Introduced in lesson 00."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    gpus = [torch.cuda.get_device_name(i) for i in range(count)]
     return EnvironmentReport(
         python=sys.version.split()[0],
         platform=f"{platform.system()} {platform.machine()}",

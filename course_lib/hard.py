@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from course_lib._validate import check_float, check_floating, check_int, check_tensor
+
 __all__ = [
     "hard_argmax",
     "sample_one_hot",
@@ -24,33 +26,32 @@ __all__ = [
 
 
 def _check_scores(name: str, scores: object) -> Tensor:
-    if not isinstance(scores, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(scores).__name__}")
-    if scores.dim() < 1 or scores.shape[-1] == 0:
-        raise ValueError(f"{name} must have at least one key on its last axis, got shape {tuple(scores.shape)}")
-    if not scores.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {scores.dtype}")
-    return scores
+    tensor = check_tensor(name, scores)
+    if tensor.dim() < 1 or tensor.shape[-1] == 0:
+        raise ValueError(f"{name} must have at least one key on its last axis, got shape {tuple(tensor.shape)}")
+    return check_floating(name, tensor)
 
 
 def _check_temperature(temperature: float) -> None:
-    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not temperature > 0:
-        raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
+    check_float("temperature", temperature, minimum=0.0, exclusive_minimum=True)
 
 
 def hard_argmax(scores: Tensor) -> Tensor:
-    """One-hot of the largest score on the last axis, same shape and dtype as ``scores``; no gradient."""
+    """One-hot of the largest score on the last axis, same shape and dtype as ``scores``; no gradient.
+
+    Introduced in lesson 04.
+    """
     _check_scores("scores", scores)
     index = scores.argmax(dim=-1)  # (...,)
     return F.one_hot(index, scores.shape[-1]).to(scores.dtype)  # (..., T_k)
 
 
-def sample_one_hot(scores: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+def sample_one_hot(scores: Tensor, *, temperature: float = 1.0, generator: torch.Generator | None = None
                    ) -> tuple[Tensor, Tensor]:
     """Draw one key per row from softmax(scores / temperature); return ``(one_hot, log_prob)``.
 
     ``one_hot`` has the shape of ``scores`` and no gradient; ``log_prob`` (shape ``scores.shape[:-1]``)
-    is the log-probability of the drawn key and carries the gradient REINFORCE needs.
+    is the log-probability of the drawn key and carries the gradient REINFORCE needs. Introduced in lesson 04.
     """
     _check_scores("scores", scores)
     _check_temperature(temperature)
@@ -62,10 +63,12 @@ def sample_one_hot(scores: Tensor, temperature: float = 1.0, generator: torch.Ge
 
 
 def top_k_weights(scores: Tensor, k: int) -> Tensor:
-    """Softmax over the ``k`` largest scores of each row, exactly 0 elsewhere (rows sum to 1)."""
+    """Softmax over the ``k`` largest scores of each row, exactly 0 elsewhere (rows sum to 1).
+
+    Introduced in lesson 04.
+    """
     _check_scores("scores", scores)
-    if not isinstance(k, int) or isinstance(k, bool):
-        raise TypeError(f"k must be an int, got {type(k).__name__}")
+    k = check_int("k", k)
     if not 1 <= k <= scores.shape[-1]:
         raise ValueError(f"k must lie in [1, {scores.shape[-1]}] for scores of shape {tuple(scores.shape)}, got {k}")
     kept = torch.zeros_like(scores, dtype=torch.bool).scatter(-1, scores.topk(k, dim=-1).indices, True)
@@ -73,10 +76,11 @@ def top_k_weights(scores: Tensor, k: int) -> Tensor:
     return weights * kept
 
 
-def straight_through(scores: Tensor, temperature: float = 1.0) -> Tensor:
+def straight_through(scores: Tensor, *, temperature: float = 1.0) -> Tensor:
     """Forward: the one-hot argmax. Backward: the gradient of softmax(scores / temperature).
 
     ``hard + soft - soft.detach()`` equals ``hard`` in value, while its gradient is the soft one.
+    Introduced in lesson 04.
     """
     _check_scores("scores", scores)
     _check_temperature(temperature)
@@ -84,12 +88,13 @@ def straight_through(scores: Tensor, temperature: float = 1.0) -> Tensor:
     return hard_argmax(scores) + soft - soft.detach()
 
 
-def gumbel_softmax(scores: Tensor, temperature: float = 1.0, hard: bool = False,
+def gumbel_softmax(scores: Tensor, *, temperature: float = 1.0, hard: bool = False,
                    generator: torch.Generator | None = None) -> Tensor:
     """Gumbel-softmax: softmax((scores + Gumbel noise) / temperature); ``hard=True`` adds straight-through.
 
     With ``hard=True`` the forward value is a one-hot *sample* from softmax(scores) and the gradient is
     that of the relaxed sample. Unlike ``torch.nn.functional.gumbel_softmax`` it takes a ``generator``.
+    Introduced in lesson 04.
     """
     _check_scores("scores", scores)
     _check_temperature(temperature)
@@ -108,10 +113,10 @@ def reinforce_loss(log_prob: Tensor, reward: Tensor, baseline: float | Tensor = 
 
     Its gradient is an unbiased estimate of -d E[reward] / d parameters. ``reward`` and ``baseline`` are
     treated as constants (detached); a baseline such as the running mean reward lowers the variance.
+    Introduced in lesson 04.
     """
-    for name, value in (("log_prob", log_prob), ("reward", reward)):
-        if not isinstance(value, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    check_tensor("log_prob", log_prob)
+    check_tensor("reward", reward)
     if log_prob.shape != reward.shape:
         raise ValueError(f"log_prob and reward must have the same shape, got log_prob {tuple(log_prob.shape)} "
                          f"and reward {tuple(reward.shape)}")

@@ -13,7 +13,7 @@ __all__ = ["show_heatmaps", "plot_curves", "to_numpy"]
 
 
 def to_numpy(x: torch.Tensor | np.ndarray | Sequence) -> np.ndarray:
-    """Detach, move to CPU and convert, whatever device the tensor lives on."""
+    """Detach, move to CPU and convert, whatever device the tensor lives on. Introduced in lesson 02."""
     if isinstance(x, torch.Tensor):
         return x.detach().to("cpu", torch.float32).numpy()
     return np.asarray(x, dtype=np.float32)
@@ -41,6 +41,7 @@ def _as_grid(matrices: torch.Tensor | np.ndarray | Sequence) -> np.ndarray:
 
 def show_heatmaps(
     matrices: torch.Tensor | np.ndarray | Sequence,
+    *,
     xlabel: str = "keys",
     ylabel: str = "queries",
     titles: Sequence[str] | Sequence[Sequence[str]] | None = None,
@@ -57,7 +58,7 @@ def show_heatmaps(
 
     ``matrices`` is (T_q, T_k), (cols, T_q, T_k) or (rows, cols, T_q, T_k) (e.g. layers x heads),
     a tensor on any device or an array. ``annotate=True`` writes each weight in its cell (small
-    matrices). ``vmax=None`` uses the largest weight shown.
+    matrices). ``vmax=None`` uses the largest weight shown. Introduced in lesson 00.
     """
     grid = _as_grid(matrices)
     rows, cols, t_q, t_k = grid.shape
@@ -91,6 +92,7 @@ def show_heatmaps(
                 for (r, c), w in np.ndenumerate(grid[i, j]):
                     colour = "white" if vmax and w > 0.6 * vmax else "black"
                     ax.text(c, r, f"{w:.2f}", ha="center", va="center", fontsize=7, color=colour)
+    assert image is not None  # the grid has at least one panel
     fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
     if suptitle:
         fig.suptitle(suptitle)
@@ -99,13 +101,14 @@ def show_heatmaps(
 
 def plot_curves(
     curves: dict[str, Sequence[float]],
+    *,
     xlabel: str = "step",
     ylabel: str = "loss",
     title: str | None = None,
     logy: bool = False,
     figsize: tuple[float, float] = (5.5, 3.2),
 ) -> Figure:
-    """Plot named curves (loss, accuracy, ...) on one axis; return the figure."""
+    """Plot named curves (loss, accuracy, ...) on one axis; return the figure. Introduced in lesson 02."""
     if not curves:
         raise ValueError("curves must name at least one curve")
     fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)

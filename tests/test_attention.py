@@ -192,7 +192,7 @@ def test_gradients_agree_between_impls():
         scaled_dot_product_attention(*tensors, is_causal=True, impl=impl).square().sum().backward()
         grads[impl] = [t.grad for t in tensors]
     for impl in ("sdpa", "tiled"):
-        for got, want in zip(grads[impl], grads["naive"]):
+        for got, want in zip(grads[impl], grads["naive"], strict=True):
             torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
@@ -450,7 +450,8 @@ def test_cuda_mha_matches_torch_and_masks():
     ref = nn.MultiheadAttention(32, 4, batch_first=True, kdim=24, vdim=20).cuda().eval()
     ours = MultiHeadAttention.from_torch(ref).eval()
     assert next(ours.parameters()).device.type == "cuda"
-    q, k, v = randn(2, 9, 32, device="cuda"), randn(2, 11, 24, seed=1, device="cuda"), randn(2, 11, 20, seed=2, device="cuda")
+    q = randn(2, 9, 32, device="cuda")
+    k, v = randn(2, 11, 24, seed=1, device="cuda"), randn(2, 11, 20, seed=2, device="cuda")
     mask = torch.ones(2, 9, 11, dtype=torch.bool, device="cuda")
     mask[1, 3] = False  # a fully masked row
     want, _ = ref(q, k, v)

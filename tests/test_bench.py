@@ -40,11 +40,14 @@ def test_attention_flops_formula():
     assert attention_flops(1, 1, 4, head_dim=8, mode="fwd_bwd") == 3.5 * 4 * 16 * 8
 
 
-@pytest.mark.parametrize("kwargs, match", [({"batch": -1}, "batch"), ({"head_dim": 1.5}, "head_dim"),
-                                           ({"mode": "train"}, "mode")])
-def test_attention_flops_rejects_bad_input(kwargs, match):
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"batch": -1}, ValueError, "batch must be >= 0, got -1"),
+    ({"head_dim": 1.5}, TypeError, "head_dim must be an int, got float 1.5"),
+    ({"mode": "train"}, ValueError, "mode"),
+])
+def test_attention_flops_rejects_bad_input(kwargs, error, match):
     args = {"batch": 1, "heads": 1, "n_q": 4, "head_dim": 8, **kwargs}
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(error, match=match):
         attention_flops(**args)
 
 

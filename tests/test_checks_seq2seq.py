@@ -38,12 +38,13 @@ def test_last_valid_state(capsys):
     check_last_valid_state(s2s.last_valid_state)
     assert "all checks passed" in capsys.readouterr().out
     fails(check_last_valid_state, stub, "not implemented")
-    fails(check_last_valid_state, lambda o, l: o[:, -1], "padding")
-    fails(check_last_valid_state, lambda o, l: o[torch.arange(o.shape[0]), l.clamp(max=o.shape[1] - 1)], "off by one")
-    fails(check_last_valid_state, lambda o, l: o[:, l - 1], "index the batch")
-    fails(check_last_valid_state, lambda o, l: torch.stack([o[b, : int(l[b])].mean(0) for b in range(o.shape[0])]),
-          "mean")
-    fails(check_last_valid_state, lambda o, l: None)
+    fails(check_last_valid_state, lambda o, lens: o[:, -1], "padding")
+    fails(check_last_valid_state, lambda o, lens: o[torch.arange(o.shape[0]), lens.clamp(max=o.shape[1] - 1)],
+          "off by one")
+    fails(check_last_valid_state, lambda o, lens: o[:, lens - 1], "index the batch")
+    fails(check_last_valid_state,
+          lambda o, lens: torch.stack([o[b, : int(lens[b])].mean(0) for b in range(o.shape[0])]), "mean")
+    fails(check_last_valid_state, lambda o, lens: None)
 
 
 # ---------------------------------------------------------------- greedy_search
@@ -111,14 +112,16 @@ def test_accuracy_by_length(capsys):
     check_accuracy_by_length(_reference_accuracy)
     assert "all checks passed" in capsys.readouterr().out
     fails(check_accuracy_by_length, stub, "not implemented")
-    fails(check_accuracy_by_length, lambda l, c, b: [
-        sum(x for n, x in zip(l, c) if lo <= n <= hi) for lo, hi in b], "number of sentences")
-    fails(check_accuracy_by_length, lambda l, c, b: [
-        sum(x for n, x in zip(l, c) if lo <= n < hi) / max(1, sum(lo <= n < hi for n in l)) for lo, hi in b])
-    fails(check_accuracy_by_length, lambda l, c, b: [
-        sum(x for n, x in zip(l, c) if lo <= n <= hi) / len(l) for lo, hi in b])
-    fails(check_accuracy_by_length, lambda l, c, b: [
-        sum(x for n, x in zip(l, c) if lo <= n <= hi) / max(1, sum(lo <= n <= hi for n in l)) for lo, hi in b],
+    fails(check_accuracy_by_length, lambda lens, c, b: [
+        sum(x for n, x in zip(lens, c, strict=True) if lo <= n <= hi) for lo, hi in b], "number of sentences")
+    fails(check_accuracy_by_length, lambda lens, c, b: [
+        sum(x for n, x in zip(lens, c, strict=True) if lo <= n < hi) / max(1, sum(lo <= n < hi for n in lens))
+        for lo, hi in b])
+    fails(check_accuracy_by_length, lambda lens, c, b: [
+        sum(x for n, x in zip(lens, c, strict=True) if lo <= n <= hi) / len(lens) for lo, hi in b])
+    fails(check_accuracy_by_length, lambda lens, c, b: [
+        sum(x for n, x in zip(lens, c, strict=True) if lo <= n <= hi) / max(1, sum(lo <= n <= hi for n in lens))
+        for lo, hi in b],
         "empty bucket")
 
 
@@ -166,11 +169,12 @@ def test_decoder_self_mask(capsys):
     check_decoder_self_mask(s2s.decoder_self_mask)
     assert "all checks passed" in capsys.readouterr().out
     fails(check_decoder_self_mask, stub, "not implemented")
-    fails(check_decoder_self_mask, lambda l, t: causal_mask(t)[None].expand(len(l), -1, -1), "padding")
-    fails(check_decoder_self_mask, lambda l, t: lengths_to_mask(l, t)[:, None].expand(-1, t, -1), "future")
-    fails(check_decoder_self_mask, lambda l, t: causal_mask(t).T[None] & lengths_to_mask(l, t)[:, None], "transposed")
-    fails(check_decoder_self_mask, lambda l, t: ~s2s.decoder_self_mask(l, t), "inverted")
-    fails(check_decoder_self_mask, lambda l, t: s2s.decoder_self_mask(l, t).float(), "boolean")
+    fails(check_decoder_self_mask, lambda lens, t: causal_mask(t)[None].expand(len(lens), -1, -1), "padding")
+    fails(check_decoder_self_mask, lambda lens, t: lengths_to_mask(lens, t)[:, None].expand(-1, t, -1), "future")
+    fails(check_decoder_self_mask, lambda lens, t: causal_mask(t).T[None] & lengths_to_mask(lens, t)[:, None],
+          "transposed")
+    fails(check_decoder_self_mask, lambda lens, t: ~s2s.decoder_self_mask(lens, t), "inverted")
+    fails(check_decoder_self_mask, lambda lens, t: s2s.decoder_self_mask(lens, t).float(), "boolean")
 
 
 def test_shift_right(capsys):
@@ -186,8 +190,8 @@ def test_cross_attention_mask(capsys):
     check_cross_attention_mask(s2s.cross_attention_mask)
     assert "all checks passed" in capsys.readouterr().out
     fails(check_cross_attention_mask, stub, "not implemented")
-    fails(check_cross_attention_mask, lambda l, t, s: s2s.cross_attention_mask(l, t, s) & causal_mask(t, s)[None],
+    fails(check_cross_attention_mask, lambda lens, t, s: s2s.cross_attention_mask(lens, t, s) & causal_mask(t, s)[None],
           "not causal")
-    fails(check_cross_attention_mask, lambda l, t, s: ~s2s.cross_attention_mask(l, t, s), "inverted")
-    fails(check_cross_attention_mask, lambda l, t, s: torch.ones(len(l), t, s, dtype=torch.bool), "cover")
-    fails(check_cross_attention_mask, lambda l, t, s: lengths_to_mask(l, s), "shape")
+    fails(check_cross_attention_mask, lambda lens, t, s: ~s2s.cross_attention_mask(lens, t, s), "inverted")
+    fails(check_cross_attention_mask, lambda lens, t, s: torch.ones(len(lens), t, s, dtype=torch.bool), "cover")
+    fails(check_cross_attention_mask, lambda lens, t, s: lengths_to_mask(lens, s), "shape")

@@ -5,8 +5,7 @@ import math
 import pytest
 import torch
 
-from course_lib.hard import (gumbel_softmax, hard_argmax, reinforce_loss, sample_one_hot, straight_through,
-                             top_k_weights)
+from course_lib.hard import gumbel_softmax, hard_argmax, reinforce_loss, sample_one_hot, straight_through, top_k_weights
 
 
 def test_hard_argmax_is_one_hot_of_the_largest_score():

@@ -42,7 +42,7 @@ def test_exercises_are_nbgraders_release_cell_for_cell(graded, lesson):
     ours = nbformat.read(ROOT / "exercises" / f"{lesson}.ipynb", as_version=4)
     release = graded["releases"][lesson]
     assert len(ours.cells) == len(release.cells)
-    for mine, theirs in zip(ours.cells, release.cells):
+    for mine, theirs in zip(ours.cells, release.cells, strict=True):
         assert mine == theirs, f"{lesson}: cell {mine.get('id')} differs from nbgrader's release"
     assert ours.metadata == release.metadata
 

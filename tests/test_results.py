@@ -41,6 +41,6 @@ def test_bad_names_and_records_are_refused(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="name must be"):
         results.save_result("../escape", {})
     with pytest.raises(TypeError, match="record must be a dict"):
-        results.save_result("ok_name", [1, 2])  # type: ignore[arg-type]
+        results.save_result("ok_name", [1, 2])
     with pytest.raises(FileNotFoundError, match="run the lesson that writes it"):
         results.load_result("never_written")

@@ -145,7 +145,7 @@ def test_training_learns_a_tiny_task_and_metrics(corpus, packed):
     history = s2s.train_seq2seq(model, packed, steps=60, batch_size=32, lr=1e-2, progress=False)
     assert len(history.loss) == 60 and history.seconds > 0
     assert sum(history.loss[-10:]) / 10 < 0.6 * sum(history.loss[:10]) / 10
-    result = s2s.evaluate(model, corpus.test, corpus.src_vocab, corpus.tgt_vocab)
+    result = s2s.evaluate_translation(model, corpus.test, corpus.src_vocab, corpus.tgt_vocab)
     assert 0 <= result["exact_match"] <= 1 and 0 <= result["bleu"] <= 100
     assert sum(r["n"] for r in result["by_length"]) == len(corpus.test)
     hyps, weights = s2s.translate(model, [list(corpus.test[0].source)], corpus.src_vocab, corpus.tgt_vocab,
@@ -170,17 +170,9 @@ def test_metrics():
     assert s2s.smooth([1.0, 3.0, 5.0], window=2) == [1.0, 2.0, 4.0]
 
 
-def test_results_files(tmp_path):
-    path = tmp_path / "results" / "seq2seq_x.json"
-    s2s.save_results(path, {"model": "x", "exact_match": 0.5})
-    assert s2s.load_results(path) == {"model": "x", "exact_match": 0.5}
-    with pytest.raises(FileNotFoundError, match="07 or 08"):
-        s2s.load_results(tmp_path / "nope.json")
-
-
 def test_length_grouped_batches_cover_an_epoch():
     lengths = torch.randint(1, 30, (1000,))
-    batches = s2s._length_grouped_batches(lengths, 64, torch.Generator().manual_seed(0), pool=4)
+    batches = s2s.length_grouped_batches(lengths, 64, torch.Generator().manual_seed(0), pool=4)
     flat = torch.cat(batches)
     assert len(batches) == 1000 // 64 and len(set(flat.tolist())) == len(flat) == 64 * (1000 // 64)
     spread = sum(int(lengths[b].max() - lengths[b].min()) for b in batches) / len(batches)

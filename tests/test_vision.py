@@ -1,10 +1,11 @@
 """Tests of course_lib.vision: shapes at unseen sizes, parameter counts, gate and residual invariants,
 attention weights, equivariances, the paper-vs-official differences, and one named test per known bug
-(shared/design/vision_modules.md, "Bugs that users of public implementations keep hitting")."""
+(docs/design/vision_modules.md, "Bugs that users of public implementations keep hitting")."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -68,7 +69,7 @@ def psa_count(c: int, layout: str, variant: str) -> int:
 
 
 # (id, factory, count, kind) with kind in {"gate", "gate2" (PSA parallel, gate in (0, 2)), "residual"}
-def module_cases(c: int, r: int) -> list[tuple[str, object, int, str]]:
+def module_cases(c: int, r: int) -> list[tuple[str, Callable[[], nn.Module], int, str]]:
     return [
         ("se", lambda: SEBlock(c, r), se_count(c, r), "gate"),
         ("channel_gate", lambda: ChannelGate(c, r), se_count(c, r), "gate"),
@@ -76,16 +77,20 @@ def module_cases(c: int, r: int) -> list[tuple[str, object, int, str]]:
         ("cbam", lambda: CBAM(c, r), se_count(c, r) + 98 + 2, "gate"),
         ("yolo_sam", lambda: YoloSAM(c), c * c + 2 * c, "gate"),
         ("eca", lambda: ECA(c), eca_kernel_size(c), "gate"),
-        ("psa_paper_parallel", lambda: PolarizedSelfAttention(c, "parallel", "paper"), psa_count(c, "parallel", "paper"), "gate2"),
-        ("psa_paper_sequential", lambda: PolarizedSelfAttention(c, "sequential", "paper"), psa_count(c, "sequential", "paper"), "gate"),
-        ("psa_official_parallel", lambda: PolarizedSelfAttention(c, "parallel", "official"), psa_count(c, "parallel", "official"), "gate2"),
-        ("psa_official_sequential", lambda: PolarizedSelfAttention(c, "sequential", "official"), psa_count(c, "sequential", "official"), "gate"),
+        ("psa_paper_parallel", lambda: PolarizedSelfAttention(c, layout="parallel", variant="paper"),
+         psa_count(c, "parallel", "paper"), "gate2"),
+        ("psa_paper_sequential", lambda: PolarizedSelfAttention(c, layout="sequential", variant="paper"),
+         psa_count(c, "sequential", "paper"), "gate"),
+        ("psa_official_parallel", lambda: PolarizedSelfAttention(c, layout="parallel", variant="official"),
+         psa_count(c, "parallel", "official"), "gate2"),
+        ("psa_official_sequential", lambda: PolarizedSelfAttention(c, layout="sequential", variant="official"),
+         psa_count(c, "sequential", "official"), "gate"),
         ("nonlocal", lambda: NonLocalBlock(c), 2 * c * c + 9 * c // 2, "residual"),
         ("nonlocal_subsample", lambda: NonLocalBlock(c, sub_sample=True), 2 * c * c + 9 * c // 2, "residual"),
         ("pam", lambda: PositionAttention(c, r), 2 * (c * (c // r) + c // r) + c * c + c + 1, "residual"),
         ("sagan", lambda: SelfAttention2d(c, r), 2 * (c * (c // r) + c // r) + c * c + c + 1, "residual"),
-        ("cam_paper", lambda: ChannelSelfAttention(c, "paper"), 1, "residual"),
-        ("cam_official", lambda: ChannelSelfAttention(c, "official"), 1, "residual"),
+        ("cam_paper", lambda: ChannelSelfAttention(c, variant="paper"), 1, "residual"),
+        ("cam_official", lambda: ChannelSelfAttention(c, variant="official"), 1, "residual"),
     ]
 
 
@@ -120,7 +125,7 @@ def test_sheet_headline_counts():
     assert n_params(SelfAttention2d(c)) == 1.25 * c * c + 1.25 * c + 1
     assert n_params(ChannelSelfAttention(c)) == 1
     assert n_params(PolarizedSelfAttention(c)) == 2 * c * c + 3 * c
-    assert n_params(PolarizedSelfAttention(c, "sequential")) == 2 * c * c + 3 * c
+    assert n_params(PolarizedSelfAttention(c, layout="sequential")) == 2 * c * c + 3 * c
     assert n_params(PolarizedSelfAttention(c, variant="official")) == 2 * c * c + c
 
 
@@ -269,7 +274,9 @@ def test_eca_matches_formula():
 def psa_reference(m: PolarizedSelfAttention, x: torch.Tensor) -> torch.Tensor:
     """The paper's equations (or the official forward), written out with einsum from the module's weights."""
     b, c, h, w = x.shape
-    conv = lambda layer, t: torch.einsum("oc,bchw->bohw", layer.weight[:, :, 0, 0], t)  # 1x1 conv, no bias
+    def conv(layer: nn.Conv2d, t: torch.Tensor) -> torch.Tensor:  # 1x1 conv, no bias
+        return torch.einsum("oc,bchw->bohw", layer.weight[:, :, 0, 0], t)
+
 
     def channel(t):
         v = conv(m.ch_value, t).flatten(2)  # (B, C/2, N)
@@ -304,7 +311,7 @@ def psa_reference(m: PolarizedSelfAttention, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("variant", ["paper", "official"])
 def test_psa_matches_reference(layout, variant):
     torch.manual_seed(0)
-    module = PolarizedSelfAttention(16, layout, variant)
+    module = PolarizedSelfAttention(16, layout=layout, variant=variant)
     x = image(2, 16, 7, 5)
     torch.testing.assert_close(module(x), psa_reference(module, x), rtol=1e-5, atol=1e-6)
 
@@ -312,7 +319,8 @@ def test_psa_matches_reference(layout, variant):
 def test_psa_official_parallel_spatial_gate_is_stuck_between_half_and_sigmoid_one():
     for seed in range(3):
         torch.manual_seed(seed)
-        module = PolarizedSelfAttention(16, "parallel", "official").double()  # float32 rounds 0.5 + tiny to 0.5
+        # float64: float32 rounds 0.5 + tiny to 0.5
+        module = PolarizedSelfAttention(16, layout="parallel", variant="official").double()
         x = image(2, 16, 9, 12, seed=seed, scale=2.0).double()
         gate = module.spatial_gate(x)
         assert bool((gate > 0.5).all()) and bool((gate < SIGMOID_1).all())
@@ -320,16 +328,16 @@ def test_psa_official_parallel_spatial_gate_is_stuck_between_half_and_sigmoid_on
 
 def test_psa_paper_spatial_gate_is_not_so_restricted():
     torch.manual_seed(0)
-    module = PolarizedSelfAttention(16, "parallel", "paper")
+    module = PolarizedSelfAttention(16, layout="parallel", variant="paper")
     gate = module.spatial_gate(image(2, 16, 9, 12, scale=5.0))
     assert bool((gate < 0.5).any()) and bool((gate > SIGMOID_1).any())
 
 
 def test_psa_layouts_differ_and_validate():
     torch.manual_seed(0)
-    par = PolarizedSelfAttention(16, "parallel")
+    par = PolarizedSelfAttention(16, layout="parallel")
     torch.manual_seed(0)
-    seq = PolarizedSelfAttention(16, "sequential")
+    seq = PolarizedSelfAttention(16, layout="sequential")
     x = image(2, 16, 7, 5)
     assert not torch.allclose(par(x), seq(x))
     with pytest.raises(ValueError, match="layout must be one of"):
@@ -339,7 +347,7 @@ def test_psa_layouts_differ_and_validate():
     with pytest.raises(ValueError, match=r"channels // 2 must be >= 1.*channels=1"):
         PolarizedSelfAttention(1)
     with pytest.raises(ValueError, match="official sequential layout needs.*channels=4"):
-        PolarizedSelfAttention(4, "sequential", "official")
+        PolarizedSelfAttention(4, layout="sequential", variant="official")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -367,7 +375,7 @@ def test_residual_is_identity_at_init(case_id, size):
 def only_gamma_gets_gradient(module: nn.Module, x: torch.Tensor) -> bool:
     module.zero_grad(set_to_none=True)
     y = module(x)
-    (y * image(*y.shape, seed=7)).sum().backward()
+    (y * torch.randn(y.shape, generator=torch.Generator().manual_seed(7))).sum().backward()
     allowed = gamma_names(module)
     for name, p in module.named_parameters():
         nonzero = p.grad is not None and bool((p.grad != 0).any())
@@ -387,7 +395,7 @@ def test_attention_rows_sum_to_one(case_id):
     module, _, _ = build(case_id)
     x = image(2, 16, 7, 5)
     weights = module.attention(x)
-    y, returned = module(x, return_attention=True)
+    y, returned = module(x, need_weights=True)
     assert torch.equal(weights, returned) and torch.equal(y, module(x))
     assert bool((weights >= 0).all())
     torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
@@ -409,7 +417,7 @@ def make_nontrivial(module: nn.Module) -> nn.Module:
             module.bn.weight.normal_()
             module.bn.bias.normal_()
         else:
-            module.gamma.fill_(0.7)
+            module.get_parameter("gamma").fill_(0.7)
     return module.double().eval()
 
 
@@ -460,8 +468,8 @@ def test_cam_variants_paper_and_official():
     x = image(2, 8, 5, 3).double() / 4
     a = x.flatten(2)
     energy = a @ a.transpose(1, 2)
-    paper = ChannelSelfAttention(8, "paper").double()
-    official = ChannelSelfAttention(8, "official").double()
+    paper = ChannelSelfAttention(8, variant="paper").double()
+    official = ChannelSelfAttention(8, variant="official").double()
     torch.testing.assert_close(paper.attention(x), torch.softmax(energy, -1))
     # max(E) - E only shifts each row, so the official weights are softmax(-E): preference reversed
     torch.testing.assert_close(official.attention(x), torch.softmax(-energy, -1))
@@ -469,7 +477,7 @@ def test_cam_variants_paper_and_official():
     assert torch.equal(paper.attention(x).argmax(-1), most_similar)
     assert not torch.equal(official.attention(x).argmax(-1), most_similar)
     with pytest.raises(ValueError, match="variant must be one of"):
-        ChannelSelfAttention(8, "v2")
+        ChannelSelfAttention(8, variant="v2")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -493,7 +501,7 @@ def test_spatial_attention_map_values():
     torch.testing.assert_close(spatial_attention_map(cbam, x), cbam.spatial.gate(x * cbam.channel.gate(x))[:, 0])
     sam = YoloSAM(16)
     torch.testing.assert_close(spatial_attention_map(sam, x), sam.gate(x).mean(1))
-    seq = PolarizedSelfAttention(16, "sequential")
+    seq = PolarizedSelfAttention(16, layout="sequential")
     torch.testing.assert_close(spatial_attention_map(seq, x), seq.spatial_gate(x * seq.channel_gate(x))[:, 0])
     pam = PositionAttention(16, 4)
     received = spatial_attention_map(pam, x)
@@ -537,14 +545,14 @@ def test_patch_embedding_rejects_sizes_not_multiple_of_patch():
 
 @pytest.mark.parametrize("d,h", [(16, 2), (64, 4), (96, 8)])
 def test_msa_count(d, h):
-    block = EncoderBlock(d, h)
-    assert n_params(block.attn) == 4 * d * d + 4 * d
+    block = EncoderBlock(d, h, 2 * d, activation="gelu")
+    assert n_params(block.self_attn) == 4 * d * d + 4 * d
 
 
 def test_vit_count_shapes_and_weights():
     torch.manual_seed(0)
     c, k, p, d, depth, heads, ratio = 1, 10, 8, 32, 2, 4, 2.0
-    vit = ViT(in_channels=c, num_classes=k, image_size=40, patch_size=p, dim=d, depth=depth, num_heads=heads,
+    vit = ViT(in_channels=c, num_classes=k, image_size=40, patch_size=p, d_model=d, depth=depth, num_heads=heads,
               mlp_ratio=ratio)
     n, m = (40 // p) ** 2, int(d * ratio)
     block = 2 * d + (4 * d * d + 4 * d) + 2 * d + (d * m + m + m * d + d)
@@ -563,7 +571,7 @@ def test_vit_count_shapes_and_weights():
 
 def test_encoder_block_is_token_permutation_equivariant():
     torch.manual_seed(0)
-    block = EncoderBlock(32, 4).double().eval()
+    block = EncoderBlock(32, 4, 64, activation="gelu").double().eval()
     x = torch.randn(2, 9, 32, dtype=torch.float64)
     perm = torch.randperm(9, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(block(x[:, perm])[0], block(x)[0][:, perm])
@@ -604,7 +612,7 @@ def test_input_errors_name_shapes():
 # --------------------------------------------------------------------------------------------------
 def test_bug_head_merge_without_transpose_is_caught():
     torch.manual_seed(0)
-    block = EncoderBlock(32, 4).double().eval()
+    block = EncoderBlock(32, 4, 64, activation="gelu").double().eval()
     x = torch.randn(2, 9, 32, dtype=torch.float64)
     perm = torch.randperm(9, generator=torch.Generator().manual_seed(1))
 
@@ -619,8 +627,8 @@ def test_bug_head_merge_without_transpose_is_caught():
             return t.reshape(batch, length, self.d_model)
 
     broken = ReshapeOnlyMHA(32, 4).double().eval()
-    broken.load_state_dict(block.attn.state_dict())
-    block.attn = broken
+    broken.load_state_dict(block.self_attn.state_dict())
+    block.self_attn = broken
     assert not equivariant(block)
 
 
@@ -755,7 +763,7 @@ def test_bug_convs_in_plain_list_is_caught(case_id):
 
 
 def test_vit_and_host_blocks_register_everything():
-    vit = ViT(depth=2, dim=16, num_heads=2)
+    vit = ViT(depth=2, d_model=16, num_heads=2)
     assert modules_hidden_in_containers(vit) == []
     vit = vit.double()
     assert all(p.dtype == torch.float64 for p in vit.parameters())
@@ -781,7 +789,7 @@ def test_cuda_matches_cpu(case_id):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_vit_matches_cpu():
     torch.manual_seed(0)
-    vit = ViT(depth=2, dim=32, num_heads=4).eval()
+    vit = ViT(depth=2, d_model=32, num_heads=4).eval()
     x = image(2, 1, 40, 40)
     expected = vit(x)
     torch.testing.assert_close(vit.to("cuda")(x.to("cuda")).cpu(), expected, rtol=1e-4, atol=1e-4)

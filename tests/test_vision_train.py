@@ -9,7 +9,7 @@ import torch
 
 from course_lib.data.digits import make_cluttered_digits
 from course_lib.vision import ATTENTION_NAMES
-from course_lib.vision_train import HostCNN, attention_box_mass, count_parameters, evaluate, train_classifier
+from course_lib.vision_train import HostCNN, attention_box_mass, count_parameters, evaluate_classifier, train_classifier
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,9 @@ def test_host_works_with_every_module(name):
 def test_host_adds_exactly_the_module_parameters():
     base = count_parameters(HostCNN(None))
     # two residual blocks (32 and 64 channels) each get one module; SE with r=16 at C: 2C²/16 + C/16 + C
-    se = lambda c: 2 * c * c // 16 + c // 16 + c
+    def se(c: int) -> int:
+        return 2 * c * c // 16 + c // 16 + c
+
     assert count_parameters(HostCNN("se")) == base + se(32) + se(64)
     assert count_parameters(HostCNN("cam")) == base + 2
 
@@ -47,7 +49,7 @@ def test_training_smoke(tiny):
     assert len(history["train_loss"]) == 3 and len(history["val_acc"]) == 3
     assert all(math.isfinite(v) for v in history["train_loss"])
     assert history["train_loss"][-1] < history["train_loss"][0]
-    result = evaluate(model, tiny)
+    result = evaluate_classifier(model, tiny)
     assert 0.0 <= result["accuracy"] <= 1.0 and math.isfinite(result["loss"])
     mass = attention_box_mass(model, tiny)
     assert mass is not None and 0.0 < mass < 1.0

@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from course_lib.viz import plot_curves, show_heatmaps  # noqa: E402
-from course_lib.widgets.scores import explore_scores, scores_explorer  # noqa: E402
+from course_lib.widgets.scores import scores_explorer, scores_view  # noqa: E402
 
 
 @pytest.mark.parametrize("shape,axes", [((3, 4), 1), ((2, 3, 4), 2), ((2, 3, 3, 4), 6)])
@@ -49,34 +49,34 @@ VALUES = torch.eye(4)
 
 
 def test_explorer_low_temperature_is_hard_attention():
-    view = explore_scores(torch.tensor([1.0, 1.0]), KEYS, VALUES, temperature=0.01)
+    view = scores_view(torch.tensor([1.0, 1.0]), KEYS, VALUES, temperature=0.01)
     assert view.weights.argmax() == 2 and view.weights[2] > 0.99
 
 
 def test_explorer_high_temperature_is_average_pooling():
-    view = explore_scores(torch.tensor([1.0, 1.0]), KEYS, VALUES, temperature=1000.0)
+    view = scores_view(torch.tensor([1.0, 1.0]), KEYS, VALUES, temperature=1000.0)
     torch.testing.assert_close(view.weights, torch.full((4,), 0.25), atol=1e-3, rtol=0)
     torch.testing.assert_close(view.output, VALUES.mean(0), atol=1e-3, rtol=0)
 
 
 def test_explorer_mask_and_empty_mask():
-    view = explore_scores(torch.tensor([1.0, 1.0]), KEYS, VALUES, valid_len=2)
+    view = scores_view(torch.tensor([1.0, 1.0]), KEYS, VALUES, valid_len=2)
     assert torch.all(view.weights[2:] == 0) and torch.isclose(view.weights.sum(), torch.tensor(1.0))
-    empty = explore_scores(torch.tensor([1.0, 1.0]), KEYS, VALUES, valid_len=0)
+    empty = scores_view(torch.tensor([1.0, 1.0]), KEYS, VALUES, valid_len=0)
     assert torch.all(empty.weights == 0) and torch.all(empty.output == 0)
 
 
 def test_explorer_scorings_differ_and_errors():
     q = torch.tensor([2.0, 2.0])
-    dot = explore_scores(q, KEYS, VALUES, scoring="dot").scores
-    scaled = explore_scores(q, KEYS, VALUES, scoring="scaled_dot").scores
+    dot = scores_view(q, KEYS, VALUES, scoring="dot").scores
+    scaled = scores_view(q, KEYS, VALUES, scoring="scaled_dot").scores
     torch.testing.assert_close(scaled, dot / 2**0.5)
-    dist = explore_scores(q, KEYS, VALUES, scoring="neg_distance").scores
+    dist = scores_view(q, KEYS, VALUES, scoring="neg_distance").scores
     assert dist.argmax() == 2
     with pytest.raises(ValueError, match="temperature must be > 0"):
-        explore_scores(q, KEYS, VALUES, temperature=0)
+        scores_view(q, KEYS, VALUES, temperature=0)
     with pytest.raises(ValueError, match="valid_len must lie in"):
-        explore_scores(q, KEYS, VALUES, valid_len=9)
+        scores_view(q, KEYS, VALUES, valid_len=9)
     with pytest.raises(ValueError, match="keys must be \\(n, 2\\)"):
         scores_explorer(torch.rand(3, 3), torch.rand(3, 1))
 

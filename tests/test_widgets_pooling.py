@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from course_lib.attention import nadaraya_watson
-from course_lib.widgets.pooling import PoolingView, _draw, bandwidth_explorer, pooling_view
+from course_lib.widgets.pooling import PoolingView, _draw, pooling_explorer, pooling_view
 
 X = torch.linspace(0, 5, 20)
 Y = torch.sin(X)
@@ -66,11 +66,11 @@ def test_draw_and_shell():
     assert len(fig.axes) == 3  # estimate, heatmap, colour bar
     plt.close(fig)
     pytest.importorskip("ipywidgets")
-    box = bandwidth_explorer(X, Y, Q, TRUTH, bandwidth=0.3)
+    box = pooling_explorer(X, Y, Q, TRUTH, bandwidth=0.3)
     slider, dropdown = box.children[0].children
     assert slider.value == pytest.approx(0.3)
     dropdown.value = "boxcar"  # triggers an update without error
     slider.value = 1.0
     with pytest.raises(ValueError, match="bandwidth"):
-        bandwidth_explorer(X, Y, Q, bandwidth=-1.0)
+        pooling_explorer(X, Y, Q, bandwidth=-1.0)
     plt.close("all")

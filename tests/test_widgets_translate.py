@@ -13,7 +13,7 @@ import torch  # noqa: E402
 
 from course_lib.data.numbers import make_number_corpus  # noqa: E402
 from course_lib.seq2seq import AttentionSeq2Seq, GRUSeq2Seq  # noqa: E402
-from course_lib.widgets.translate import draw_alignment, translate_number, translation_explorer  # noqa: E402
+from course_lib.widgets.translate import draw_alignment, translation_explorer, translation_view  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def setup():
 
 def test_digits_give_words_and_a_reference(setup):
     corpus, model = setup
-    view = translate_number(model, "97", corpus.src_vocab, corpus.tgt_vocab)
+    view = translation_view(model, "97", corpus.src_vocab, corpus.tgt_vocab)
     assert view.number == 97 and view.source == ["ninety", "-", "seven"]
     assert view.reference == ["quatre", "-", "vingt", "-", "dix", "-", "sept"]
     assert view.correct == (view.output == view.reference)
@@ -34,25 +34,25 @@ def test_digits_give_words_and_a_reference(setup):
     assert view.source_labels == ["ninety", "-", "seven", "<eos>"]
     assert torch.allclose(view.weights.sum(-1), torch.ones(view.weights.shape[0]), atol=1e-5)
     assert view.output_labels[-1] == "<eos>"
-    assert translate_number(model, 1984, corpus.src_vocab, corpus.tgt_vocab).number == 1984
+    assert translation_view(model, 1984, corpus.src_vocab, corpus.tgt_vocab).number == 1984
 
 
 def test_words_and_unknown_words(setup):
     corpus, model = setup
-    view = translate_number(model, "Ninety-seven zorglub", corpus.src_vocab, corpus.tgt_vocab)
+    view = translation_view(model, "Ninety-seven zorglub", corpus.src_vocab, corpus.tgt_vocab)
     assert view.source == ["ninety", "-", "seven", "<unk>"] and view.reference is None and view.correct is None
     with pytest.raises(ValueError, match="empty"):
-        translate_number(model, "  ", corpus.src_vocab, corpus.tgt_vocab)
+        translation_view(model, "  ", corpus.src_vocab, corpus.tgt_vocab)
     with pytest.raises(ValueError, match="10"):
-        translate_number(model, 10**13, corpus.src_vocab, corpus.tgt_vocab)
+        translation_view(model, 10**13, corpus.src_vocab, corpus.tgt_vocab)
     with pytest.raises(TypeError):
-        translate_number(model, 3.5, corpus.src_vocab, corpus.tgt_vocab)
+        translation_view(model, 3.5, corpus.src_vocab, corpus.tgt_vocab)
 
 
 def test_model_without_attention_has_no_weights(setup):
     corpus, _ = setup
     model = GRUSeq2Seq(len(corpus.src_vocab), len(corpus.tgt_vocab), 8, 16).eval()
-    view = translate_number(model, 12, corpus.src_vocab, corpus.tgt_vocab)
+    view = translation_view(model, 12, corpus.src_vocab, corpus.tgt_vocab)
     assert view.weights is None
     with pytest.raises(ValueError, match="attention"):
         draw_alignment(view)
@@ -60,7 +60,7 @@ def test_model_without_attention_has_no_weights(setup):
 
 def test_drawing_and_widget_shell(setup):
     corpus, model = setup
-    fig = draw_alignment(translate_number(model, 71, corpus.src_vocab, corpus.tgt_vocab))
+    fig = draw_alignment(translation_view(model, 71, corpus.src_vocab, corpus.tgt_vocab))
     assert fig.axes[0].get_xlabel() == "source (keys)"
     plt.close(fig)
     box = translation_explorer(model, corpus.src_vocab, corpus.tgt_vocab, value="205")

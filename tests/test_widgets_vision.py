@@ -58,7 +58,7 @@ def test_channel_only_models_give_no_maps(data):
 
 
 def test_vit_class_token_map(data):
-    vit = ViT(image_size=24, patch_size=4, dim=16, depth=1, num_heads=2)
+    vit = ViT(image_size=24, patch_size=4, d_model=16, depth=1, num_heads=2)
     view = vision_maps_view(vit, data.images, 0)
     assert view.maps[0].shape == (6, 6) and view.names == ["ViT"]
     assert view.maps[0].min() >= 0 and view.maps[0].sum() <= 1 + 1e-5  # the class token's share of its row

@@ -26,7 +26,6 @@ TIMINGS = ROOT / "docs" / "lesson_timings.csv"
 def execute_one(path: Path) -> dict:
     import nbformat
     from nbclient import NotebookClient
-
     from nbmeta import set_kernelspec
 
     nb = nbformat.read(path, as_version=4)

@@ -180,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.annotate:
         for solution in sorted(SOLUTIONS.glob("*.ipynb")):
             nb = nbformat.read(solution, as_version=4)
-            nbformat.write(annotate(nb), solution)
+            before = nbformat.writes(nb)
+            if nbformat.writes(annotate(nb)) != before:  # write only what changed
+                nbformat.write(nb, solution)
+                print(f"annotated solutions/{solution.name}")
     EXERCISES.mkdir(exist_ok=True)
     stale: list[str] = []
     expected_names = set()

@@ -27,14 +27,17 @@ __all__ = [
 # References
 # --------------------------------------------------------------------------------------------------
 def reference_average_pool(values: Tensor) -> Tensor:
-    """(..., n_k, d_v) -> (..., d_v): the plain mean of the values, whatever the query."""
+    """(..., n_k, d_v) -> (..., d_v): the plain mean of the values, whatever the query. Introduced in lesson 01."""
     if values.dim() < 2:
         raise ValueError(f"values must be (..., n_k, d_v), got shape {tuple(values.shape)}")
     return values.mean(dim=-2)
 
 
 def reference_attention_pool(query: Tensor, keys: Tensor, values: Tensor) -> Tensor:
-    """(n_q, d), (n_k, d), (n_k, d_v) -> (n_q, d_v): softmax over keys of the dot products, times values."""
+    """(n_q, d), (n_k, d), (n_k, d_v) -> (n_q, d_v): softmax over keys of the dot products, times values.
+
+    Introduced in lesson 01.
+    """
     if query.dim() != 2 or keys.dim() != 2 or values.dim() != 2:
         raise ValueError(f"query, keys and values must be 2-D, got {tuple(query.shape)}, {tuple(keys.shape)}, "
                          f"{tuple(values.shape)}")
@@ -56,7 +59,10 @@ def _generator(seed: int) -> torch.Generator:
 # Exercise (a): average pooling
 # --------------------------------------------------------------------------------------------------
 def check_average_pool(average_pool: Callable[[Tensor], Tensor]) -> None:
-    """Check ``average_pool(values)``: (..., n_k, d_v) -> (..., d_v), the mean over the keys axis."""
+    """Check ``average_pool(values)``: (..., n_k, d_v) -> (..., d_v), the mean over the keys axis.
+
+    Introduced in lesson 00.
+    """
     require_callable(average_pool, "average_pool")
     g = _generator(1)
     shapes = [(6, 3), (4, 4), (2, 5, 3), (3, 7, 2), (1, 1)]
@@ -83,7 +89,10 @@ def check_average_pool(average_pool: Callable[[Tensor], Tensor]) -> None:
 # Exercise (b): query-dependent attention pooling
 # --------------------------------------------------------------------------------------------------
 def check_attention_pool(attention_pool: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None:
-    """Check ``attention_pool(query, keys, values)``: softmax over keys of ``query @ keys.T``, times values."""
+    """Check ``attention_pool(query, keys, values)``: softmax over keys of ``query @ keys.T``, times values.
+
+    Introduced in lesson 01.
+    """
     require_callable(attention_pool, "attention_pool")
     g = _generator(2)
     # (n_q, n_k, d, d_v); the square cases let wrong answers keep the right shape so the hint can name them.
@@ -143,7 +152,10 @@ _ALIASES = {
 
 
 def check_cue_kinds(classify_cues: Callable[[], Mapping[str, str]]) -> None:
-    """Check ``classify_cues()``: a dict giving each id of ``CUE_SCENARIOS`` the label "nonvolitional" or "volitional"."""
+    """Check ``classify_cues()``: a dict giving each id of ``CUE_SCENARIOS`` "nonvolitional" or "volitional".
+
+    Introduced in lesson 01.
+    """
     require_callable(classify_cues, "classify_cues")
     answer = call_learner(classify_cues, name="classify_cues")
     if not isinstance(answer, Mapping):

@@ -27,7 +27,10 @@ def _merge(x: Tensor) -> Tensor:
 
 
 def check_split_heads(split_heads: Callable[[Tensor, int], Tensor]) -> None:
-    """``split_heads(x, num_heads)``: (B, T, D) -> (B, H, T, D // H), head h holding features h*d .. (h+1)*d - 1."""
+    """``split_heads(x, num_heads)``: (B, T, D) -> (B, H, T, D // H), head h holding features h*d .. (h+1)*d - 1.
+
+    Introduced in lesson 06.
+    """
     require_callable(split_heads, "split_heads")
     for seed, (b, t, d, h) in enumerate(_SHAPES):
         x = torch.randn(b, t, d, generator=torch.Generator().manual_seed(seed))
@@ -44,7 +47,7 @@ def check_split_heads(split_heads: Callable[[Tensor, int], Tensor]) -> None:
 
 
 def check_merge_heads(merge_heads: Callable[[Tensor], Tensor]) -> None:
-    """``merge_heads(x)``: (B, H, T, d) -> (B, T, H * d), the inverse of split_heads."""
+    """``merge_heads(x)``: (B, H, T, d) -> (B, T, H * d), the inverse of split_heads. Introduced in lesson 06."""
     require_callable(merge_heads, "merge_heads")
     for seed, (b, t, d, h) in enumerate(_SHAPES):
         x = torch.randn(b, h, t, d // h, generator=torch.Generator().manual_seed(10 + seed))
@@ -64,7 +67,10 @@ def _param_count(d_model: int, kdim: int, vdim: int, bias: bool) -> int:
 
 
 def check_mha_param_count(mha_param_count: Callable[..., int]) -> None:
-    """``mha_param_count(d_model, num_heads, kdim=None, vdim=None, bias=True)``: learnable parameters of MHA."""
+    """``mha_param_count(d_model, num_heads, kdim=None, vdim=None, bias=True)``: learnable parameters of MHA.
+
+    Introduced in lesson 06.
+    """
     require_callable(mha_param_count, "mha_param_count")
     for d_model, heads, kdim, vdim, bias in ((8, 2, None, None, True), (64, 8, None, None, True),
                                              (12, 3, None, None, False), (16, 4, 6, 10, True), (20, 5, 3, 7, False)):
@@ -109,7 +115,7 @@ def _forward(mha: MultiHeadAttention, query: Tensor, key: Tensor, value: Tensor,
 
 
 def check_mha_forward(mha_forward: Callable[..., Tensor]) -> None:
-    """``mha_forward(mha, query, key, value, mask=None)``: the output (B, T_q, D) of ``mha`` (a
+    """``mha_forward(mha, query, key, value, mask=None)``: the output (B, T_q, D) of ``mha`` (a Introduced in lesson 06.
     ``course_lib.attention.MultiHeadAttention``), computed from its q_proj, k_proj, v_proj and out_proj."""
     require_callable(mha_forward, "mha_forward")
     cases = ((0, 2, 4, 4, 8, 2, None, None, False), (1, 2, 3, 5, 12, 3, None, None, True),
@@ -136,7 +142,8 @@ def check_mha_forward(mha_forward: Callable[..., Tensor]) -> None:
             mistakes = {
                 "heads merged without the transpose: (B, H, T, d) -> transpose(1, 2) -> (B, T, H, d) -> reshape":
                     _forward(mha, query, key, value, mask, transpose=False),
-                "the scores are not scaled: divide by sqrt(head_dim)": _forward(mha, query, key, value, mask, scale=1.0),
+                "the scores are not scaled: divide by sqrt(head_dim)":
+                    _forward(mha, query, key, value, mask, scale=1.0),
                 "the scores are divided by sqrt(d_model); each head's dot product has head_dim = D / H terms, "
                 "so divide by sqrt(head_dim)": _forward(mha, query, key, value, mask, scale=1 / math.sqrt(d)),
                 "the output projection out_proj is missing": _forward(mha, query, key, value, mask, out_proj=False),

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from course_lib.attention import masked_softmax, nadaraya_watson
 from course_lib.checks.core import CheckFailed, call_learner, compare, passed, require_callable
+from course_lib.data.regression import RegressionProblem, regression_problem
 
 __all__ = [
-    "true_function",
-    "RegressionProblem",
-    "regression_problem",
     "reference_gaussian_weights",
     "reference_loo_weights",
     "loo_mse",
@@ -32,41 +29,21 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------------------
-# The synthetic problem of lesson 02 and its references
+# References on the problem of lesson 02 (the problem itself lives in course_lib.data.regression)
 # --------------------------------------------------------------------------------------------------
-def true_function(x: Tensor) -> Tensor:
-    """The noiseless target of lesson 02: f(x) = 2 sin(x) + x^0.8."""
-    return 2 * torch.sin(x) + x**0.8
-
-
-@dataclass
-class RegressionProblem:
-    """Noisy training pairs on sorted x in [0, 5] and a noiseless test grid."""
-
-    x_train: Tensor  # (n_train,), sorted
-    y_train: Tensor  # (n_train,), true_function(x_train) + noise
-    x_test: Tensor  # (n_test,), an even grid on [0, 5)
-    y_test: Tensor  # (n_test,), true_function(x_test), no noise
-
-
-def regression_problem(seed: int = 0, n_train: int = 50, n_test: int = 50, noise: float = 0.5) -> RegressionProblem:
-    """The 1-D problem of lesson 02: y = 2 sin(x) + x^0.8 + N(0, noise^2), x sorted, uniform on [0, 5]."""
-    if n_train < 2 or n_test < 1:
-        raise ValueError(f"need n_train >= 2 and n_test >= 1, got n_train={n_train}, n_test={n_test}")
-    g = torch.Generator().manual_seed(seed)
-    x_train = torch.sort(torch.rand(n_train, generator=g) * 5).values  # (n_train,)
-    y_train = true_function(x_train) + noise * torch.randn(n_train, generator=g)  # (n_train,)
-    x_test = torch.arange(n_test, dtype=torch.float32) * (5 / n_test)  # (n_test,)
-    return RegressionProblem(x_train, y_train, x_test, true_function(x_test))
-
-
 def reference_gaussian_weights(queries: Tensor, keys: Tensor, bandwidth: float | Tensor) -> Tensor:
-    """(n_q,), (n_k,) -> (n_q, n_k) Gaussian kernel weights, each row a softmax over the keys."""
+    """(n_q,), (n_k,) -> (n_q, n_k) Gaussian kernel weights, each row a softmax over the keys.
+
+    Introduced in lesson 02.
+    """
     return nadaraya_watson(queries, keys, torch.zeros_like(keys), bandwidth=bandwidth, return_weights=True)[1]
 
 
 def reference_loo_weights(x_train: Tensor, bandwidth: float | Tensor) -> Tensor:
-    """(n,) -> (n, n) Gaussian weights of each training point over all the *other* training points."""
+    """(n,) -> (n, n) Gaussian weights of each training point over all the *other* training points.
+
+    Introduced in lesson 02.
+    """
     h = torch.as_tensor(bandwidth, dtype=x_train.dtype)
     scores = -((x_train[:, None] - x_train[None, :]) ** 2) / (2 * h**2)  # (n, n)
     others = ~torch.eye(len(x_train), dtype=torch.bool)  # True = may attend: everyone but yourself
@@ -74,18 +51,24 @@ def reference_loo_weights(x_train: Tensor, bandwidth: float | Tensor) -> Tensor:
 
 
 def loo_mse(x_train: Tensor, y_train: Tensor, bandwidth: float | Tensor) -> Tensor:
-    """Leave-one-out training loss: predict each y_i from the other points only."""
+    """Leave-one-out training loss: predict each y_i from the other points only. Introduced in lesson 02."""
     return ((reference_loo_weights(x_train, bandwidth) @ y_train - y_train) ** 2).mean()
 
 
 def heldout_mse(problem: RegressionProblem, bandwidth: float | Tensor) -> float:
-    """Mean squared error of the Gaussian Nadaraya-Watson estimate against the truth on the test grid."""
+    """Mean squared error of the Gaussian Nadaraya-Watson estimate against the truth on the test grid.
+
+    Introduced in lesson 02.
+    """
     estimate = nadaraya_watson(problem.x_test, problem.x_train, problem.y_train, bandwidth=bandwidth)
     return float(((estimate - problem.y_test) ** 2).mean())
 
 
 def reference_bandwidth(x_train: Tensor, y_train: Tensor) -> float:
-    """The bandwidth that minimises the leave-one-out loss, by a fine grid search over log h."""
+    """The bandwidth that minimises the leave-one-out loss, by a fine grid search over log h.
+
+    Introduced in lesson 02.
+    """
     grid = torch.logspace(math.log10(0.02), math.log10(5.0), 400, dtype=torch.float64)  # (G,)
     x, y = x_train.double(), y_train.double()
     d2 = (x[:, None] - x[None, :]) ** 2  # (n, n)
@@ -100,7 +83,10 @@ def reference_bandwidth(x_train: Tensor, y_train: Tensor) -> float:
 # Exercise (a): Gaussian kernel weights
 # --------------------------------------------------------------------------------------------------
 def check_gaussian_weights(gaussian_weights: Callable[[Tensor, Tensor, float], Tensor]) -> None:
-    """Check ``gaussian_weights(queries, keys, bandwidth)`` -> (n_q, n_k) = softmax_k(-(q - k)^2 / (2 h^2))."""
+    """Check ``gaussian_weights(queries, keys, bandwidth)`` -> (n_q, n_k) = softmax_k(-(q - k)^2 / (2 h^2)).
+
+    Introduced in lesson 02.
+    """
     require_callable(gaussian_weights, "gaussian_weights")
     g = torch.Generator().manual_seed(3)
     # (n_q, n_k, h): bandwidths away from 1 and 1/2 so that every mistake below changes the result.
@@ -132,7 +118,10 @@ def check_gaussian_weights(gaussian_weights: Callable[[Tensor, Tensor, float], T
 # Exercise (b): leave-one-out weights
 # --------------------------------------------------------------------------------------------------
 def check_loo_weights(loo_weights: Callable[[Tensor, float], Tensor]) -> None:
-    """Check ``loo_weights(x_train, bandwidth)`` -> (n, n) Gaussian weights with the diagonal excluded."""
+    """Check ``loo_weights(x_train, bandwidth)`` -> (n, n) Gaussian weights with the diagonal excluded.
+
+    Introduced in lesson 02.
+    """
     require_callable(loo_weights, "loo_weights")
     g = torch.Generator().manual_seed(4)
     for n, h in [(6, 0.8), (9, 0.4), (4, 2.0), (12, 0.6)]:

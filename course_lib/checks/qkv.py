@@ -39,7 +39,10 @@ def _hard_cases() -> list[tuple[str, Tensor, Tensor, Tensor]]:
 
 
 def check_hard_attention(hard_attention: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None:
-    """``hard_attention(q, k, v)`` returns, for each query, the value of its highest-scoring key."""
+    """``hard_attention(q, k, v)`` returns, for each query, the value of its highest-scoring key.
+
+    Introduced in lesson 04.
+    """
     require_callable(hard_attention, "hard_attention")
     for case, q, k, v in _hard_cases():
         got = call_learner(hard_attention, q.clone(), k.clone(), v.clone(), name="hard_attention")
@@ -60,7 +63,10 @@ def check_hard_attention(hard_attention: Callable[[Tensor, Tensor, Tensor], Tens
 # Straight-through estimator: one-hot forward, softmax gradient backward
 # --------------------------------------------------------------------------------------------------
 def check_straight_through(straight_through_fn: Callable[[Tensor], Tensor]) -> None:
-    """``straight_through(scores)``: value = one-hot argmax; gradient = that of softmax(scores)."""
+    """``straight_through(scores)``: value = one-hot argmax; gradient = that of softmax(scores).
+
+    Introduced in lesson 04.
+    """
     require_callable(straight_through_fn, "straight_through")
     for seed, shape in ((0, (6,)), (1, (3, 5)), (2, (2, 4, 7))):
         g = _gen(seed)
@@ -92,11 +98,13 @@ def check_straight_through(straight_through_fn: Callable[[Tensor], Tensor]) -> N
         grad = scores.grad if scores.grad is not None else torch.zeros_like(base)
         reference = base.clone().requires_grad_(True)
         (straight_through(reference) * upstream).sum().backward()
-        compare(grad, reference.grad, "straight_through (gradient)", case, atol=1e-5, mistakes={
+        reference_grad = reference.grad
+        assert reference_grad is not None  # reference is a leaf that requires grad
+        compare(grad, reference_grad, "straight_through (gradient)", case, atol=1e-5, mistakes={
             "the gradient is zero: the soft term you subtract must be detached. hard + soft - soft cancels in "
             "the backward pass too; write hard + soft - soft.detach()": torch.zeros_like(base),
             "the gradient has the wrong sign: add the live soft weights and subtract the detached copy "
-            "(hard + soft - soft.detach(), not hard - soft + soft.detach())": -reference.grad,
+            "(hard + soft - soft.detach(), not hard - soft + soft.detach())": -reference_grad,
         })
     passed("straight_through")
 
@@ -105,7 +113,10 @@ def check_straight_through(straight_through_fn: Callable[[Tensor], Tensor]) -> N
 # Local (band) mask
 # --------------------------------------------------------------------------------------------------
 def check_local_mask(local_mask_fn: Callable[[int, int, int], Tensor]) -> None:
-    """``local_mask(t_q, t_k, window)``: bool (t_q, t_k), True where |i - j| <= window (may attend)."""
+    """``local_mask(t_q, t_k, window)``: bool (t_q, t_k), True where |i - j| <= window (may attend).
+
+    Introduced in lesson 04.
+    """
     require_callable(local_mask_fn, "local_mask")
     for t_q, t_k, window in ((5, 5, 1), (6, 6, 0), (4, 7, 2), (7, 3, 1), (5, 5, 2), (3, 3, 5)):
         case = f"t_q={t_q}, t_k={t_k}, window={window}"

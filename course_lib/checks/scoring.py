@@ -60,7 +60,10 @@ _MASK_CASES = (
 
 
 def check_masked_softmax(masked_softmax_fn: Callable[[Tensor, Tensor], Tensor]) -> None:
-    """Check ``masked_softmax_fn(scores, valid_lens)``: scores (B, T_q, T_k), valid_lens (B,) -> weights."""
+    """Check ``masked_softmax_fn(scores, valid_lens)``: scores (B, T_q, T_k), valid_lens (B,) -> weights.
+
+    Introduced in lesson 03.
+    """
     name = "masked_softmax"
     require_callable(masked_softmax_fn, name)
     for index, (batch, t_q, t_k, lens) in enumerate(_MASK_CASES):
@@ -110,7 +113,10 @@ _SCORE_CASES = (
 
 
 def check_scaled_dot_scores(scores_fn: Callable[[Tensor, Tensor], Tensor]) -> None:
-    """Check ``scores_fn(q, k)``: q (..., T_q, d), k (..., T_k, d) -> (..., T_q, T_k) = q k^T / sqrt(d)."""
+    """Check ``scores_fn(q, k)``: q (..., T_q, d), k (..., T_k, d) -> (..., T_q, T_k) = q k^T / sqrt(d).
+
+    Introduced in lesson 03.
+    """
     name = "scaled_dot_scores"
     require_callable(scores_fn, name)
     for index, (lead, t_q, t_k, d) in enumerate(_SCORE_CASES):
@@ -172,6 +178,7 @@ def check_additive_scores(module_cls: type) -> None:
     """Check a module ``module_cls(query_dim, key_dim, hidden_dim)`` with layers ``W_q``, ``W_k``, ``w_v``.
 
     ``forward(q, k)``: q (B, T_q, query_dim), k (B, T_k, key_dim) -> (B, T_q, T_k) = w_v^T tanh(W_q q + W_k k).
+    Introduced in lesson 03.
     """
     name = "AdditiveAttention"
     require_callable(module_cls, name)
@@ -238,7 +245,7 @@ def check_attention_layer(layer_cls: type) -> None:
     """Check a single-head self-attention layer ``layer_cls(d_model)`` with ``q_proj``, ``k_proj``, ``v_proj``.
 
     ``forward(x, valid_lens=None)``: x (B, T, D) -> (out (B, T, D), weights (B, T, T)); keys at positions
-    >= valid_lens[b] get weight 0; scores are scaled by 1/sqrt(D).
+    >= valid_lens[b] get weight 0; scores are scaled by 1/sqrt(D). Introduced in lesson 03.
     """
     name = "AttentionLayer"
     require_callable(layer_cls, name)

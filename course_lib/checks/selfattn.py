@@ -19,7 +19,10 @@ __all__ = ["check_causal_mask", "check_sinusoidal_encoding", "check_positional_s
 # Causal mask
 # --------------------------------------------------------------------------------------------------
 def check_causal_mask(causal_mask_fn: Callable[[int], Tensor]) -> None:
-    """``causal_mask(t)``: bool (t, t), True on and below the diagonal (query i may attend keys 0..i)."""
+    """``causal_mask(t)``: bool (t, t), True on and below the diagonal (query i may attend keys 0..i).
+
+    Introduced in lesson 05.
+    """
     require_callable(causal_mask_fn, "causal_mask")
     for t in (4, 2, 7, 1):  # t=1 last: its only wrong mask fits two hints
         case = f"t={t}"
@@ -62,7 +65,10 @@ def _sinusoid(max_len: int, d: int, swap: bool = False, concat: bool = False, pa
 
 
 def check_sinusoidal_encoding(sinusoidal_encoding: Callable[[int, int], Tensor]) -> None:
-    """``sinusoidal_encoding(max_len, d_model)`` -> (max_len, d_model): PE[p, 2i] = sin(p / 10000^(2i/D)), cos at 2i+1."""
+    """``sinusoidal_encoding(max_len, d_model)`` -> (max_len, d_model): PE[p, 2i] = sin(p / 10000^(2i/D)), cos 2i+1.
+
+    Introduced in lesson 05.
+    """
     require_callable(sinusoidal_encoding, "sinusoidal_encoding")
     for max_len, d in ((6, 4), (20, 8), (50, 16)):
         case = f"max_len={max_len}, d_model={d}"
@@ -92,6 +98,7 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, scale: bool = True) -> Tensor:
 
 def check_positional_self_attention(positional_self_attention: Callable[..., Tensor]) -> None:
     """``positional_self_attention(x, pe, w_q, w_k, w_v)``: add pe (T, D) to x (B, T, D), then single-head
+    Introduced in lesson 05.
     scaled dot-product self-attention with projections ``h @ w_q`` etc."""
     require_callable(positional_self_attention, "positional_self_attention")
     for seed, (b, t, d) in enumerate(((1, 4, 4), (2, 6, 8), (3, 5, 6))):

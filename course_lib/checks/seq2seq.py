@@ -19,11 +19,9 @@ from course_lib.attention import AdditiveScores, causal_mask, lengths_to_mask, m
 from course_lib.checks.core import CheckFailed, call_learner, compare, passed, require_callable
 from course_lib.seq2seq import (
     LENGTH_BUCKETS,
-    PAD_ID,
     accuracy_by_length,
     cross_attention_mask,
     decoder_self_mask,
-    greedy_search,
     last_valid_state,
     shift_right,
 )
@@ -65,7 +63,10 @@ def _compare(got: Any, expected: Tensor, name: str, case: str, mistakes: Mapping
 # Lesson 07: the encoder's final state under padding, greedy decoding, accuracy by length
 # --------------------------------------------------------------------------------------------------
 def check_last_valid_state(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
-    """``fn(outputs (B, S, H), lens (B,)) -> (B, H)``: each row's output at its last real token."""
+    """``fn(outputs (B, S, H), lens (B,)) -> (B, H)``: each row's output at its last real token.
+
+    Introduced in lesson 07.
+    """
     require_callable(fn, "last_valid_state")
     gen = torch.Generator().manual_seed(7)
     for batch, s, h in ((4, 6, 3), (5, 9, 8), (1, 4, 2)):
@@ -130,7 +131,10 @@ def _expected_greedy(script: Sequence[Sequence[int]], eos: int, pad: int, max_le
 
 
 def check_greedy_search(fn: Callable[..., Tensor]) -> None:
-    """``fn(step, state, batch_size, bos_id, eos_id, max_len, pad_id)``: argmax fed back; stop at <eos>."""
+    """``fn(step, state, batch_size, bos_id, eos_id, max_len, pad_id)``: argmax fed back; stop at <eos>.
+
+    Introduced in lesson 07.
+    """
     require_callable(fn, "greedy_search")
     bos, eos, pad, vocab = 1, 2, 0, 10
     cases = [
@@ -164,7 +168,7 @@ def check_greedy_search(fn: Callable[..., Tensor]) -> None:
 
 
 def check_accuracy_by_length(fn: Callable[..., Sequence[float]]) -> None:
-    """``fn(lengths, correct, buckets) -> [accuracy per bucket]`` (nan for an empty bucket)."""
+    """``fn(lengths, correct, buckets) -> [accuracy per bucket]`` (nan for an empty bucket). Introduced in lesson 07."""
     require_callable(fn, "accuracy_by_length")
     gen = torch.Generator().manual_seed(3)
     for n, buckets in ((40, LENGTH_BUCKETS), (25, ((1, 2), (3, 5), (6, 30))), (6, ((1, 3), (4, 6), (50, 60)))):
@@ -185,11 +189,10 @@ def check_accuracy_by_length(fn: Callable[..., Sequence[float]]) -> None:
         if not torch.equal(torch.isnan(got_t), empty):
             raise CheckFailed(f"accuracy_by_length on {case}: an empty bucket has no accuracy: return "
                               f"float('nan') for it, and a number for the others (got {got_t.tolist()})")
-        exclusive = torch.tensor([
-            (sum(c for l, c in zip(lengths, correct) if lo <= l < hi) / max(1, sum(lo <= l < hi for l in lengths)))
-            for lo, hi in buckets], dtype=torch.float64)
-        counts = torch.tensor([sum(c for l, c in zip(lengths, correct) if lo <= l <= hi) for lo, hi in buckets],
-                              dtype=torch.float64)
+        pairs = list(zip(lengths, correct, strict=True))
+        exclusive = torch.tensor([sum(c for n, c in pairs if lo <= n < hi) / max(1, sum(lo <= n < hi for n in lengths))
+                                  for lo, hi in buckets], dtype=torch.float64)
+        counts = torch.tensor([sum(c for n, c in pairs if lo <= n <= hi) for lo, hi in buckets], dtype=torch.float64)
         mistakes = {
             "a bucket (low, high) includes both ends: low <= length <= high": exclusive,
             "divide the number correct by the number of sentences in the bucket": counts,
@@ -206,14 +209,14 @@ def check_accuracy_by_length(fn: Callable[..., Sequence[float]]) -> None:
 # --------------------------------------------------------------------------------------------------
 def reference_additive_attention_step(scorer: AdditiveScores, query: Tensor, keys: Tensor, mask: Tensor
                                       ) -> tuple[Tensor, Tensor]:
-    """query (B, H), keys (B, S, H), mask (B, S) -> context (B, H), weights (B, S)."""
+    """query (B, H), keys (B, S, H), mask (B, S) -> context (B, H), weights (B, S). Introduced in lesson 08."""
     scores = scorer(query[:, None, :], keys).squeeze(1)  # (B, S)
     weights = masked_softmax(scores, mask=mask)  # (B, S)
     return (weights[:, None, :] @ keys).squeeze(1), weights  # (B, H), (B, S)
 
 
 def check_additive_attention_step(fn: Callable[..., tuple[Tensor, Tensor]]) -> None:
-    """``fn(scorer, query, keys, mask) -> (context, weights)`` for one decoder step."""
+    """``fn(scorer, query, keys, mask) -> (context, weights)`` for one decoder step. Introduced in lesson 08."""
     require_callable(fn, "attention_step")
     torch.manual_seed(11)
     for batch, s, h in ((3, 5, 4), (2, 7, 6), (4, 3, 8)):
@@ -249,12 +252,15 @@ def check_additive_attention_step(fn: Callable[..., tuple[Tensor, Tensor]]) -> N
 
 
 def reference_general_scores(query: Tensor, keys: Tensor, weight: Tensor) -> Tensor:
-    """Luong's "general" score: query (B, H_q), keys (B, S, H_k), weight (H_q, H_k) -> (B, S) = q W k^T."""
+    """Luong's "general" score: query (B, H_q), keys (B, S, H_k), weight (H_q, H_k) -> (B, S) = q W k^T.
+
+    Introduced in lesson 08.
+    """
     return ((query @ weight)[:, None, :] @ keys.transpose(1, 2)).squeeze(1)
 
 
 def check_general_scores(fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None:
-    """``fn(query (B, H_q), keys (B, S, H_k), weight (H_q, H_k)) -> (B, S)``."""
+    """``fn(query (B, H_q), keys (B, S, H_k), weight (H_q, H_k)) -> (B, S)``. Introduced in lesson 08."""
     require_callable(fn, "general_scores")
     gen = torch.Generator().manual_seed(5)
     for batch, s, hq, hk in ((3, 5, 4, 4), (2, 6, 3, 5), (4, 2, 6, 2)):
@@ -278,7 +284,7 @@ def check_general_scores(fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None
 # Lesson 09: decoder masks and teacher-forcing inputs
 # --------------------------------------------------------------------------------------------------
 def check_decoder_self_mask(fn: Callable[[Tensor, int], Tensor]) -> None:
-    """``fn(tgt_lens (B,), t) -> (B, t, t)`` bool: causal and not attending to padding."""
+    """``fn(tgt_lens (B,), t) -> (B, t, t)`` bool: causal and not attending to padding. Introduced in lesson 09."""
     require_callable(fn, "decoder_self_mask")
     for lens, t in (([3, 5, 1], 5), ([2, 2], 4), ([6], 6)):
         lens_t = torch.tensor(lens)
@@ -301,7 +307,10 @@ def check_decoder_self_mask(fn: Callable[[Tensor, int], Tensor]) -> None:
 
 
 def check_shift_right(fn: Callable[[Tensor, int, int], Tensor]) -> None:
-    """``fn(tgt_out (B, T), bos_id, eos_id) -> tgt_in (B, T)``: the decoder's input under teacher forcing."""
+    """``fn(tgt_out (B, T), bos_id, eos_id) -> tgt_in (B, T)``: the decoder's input under teacher forcing.
+
+    Introduced in lesson 09.
+    """
     require_callable(fn, "shift_right")
     bos, eos = 1, 2
     for rows in ([[5, 6, 7, 2], [8, 2, 0, 0]], [[4, 2, 0], [9, 9, 2], [3, 2, 0]], [[7, 5, 2]]):
@@ -322,7 +331,10 @@ def check_shift_right(fn: Callable[[Tensor, int, int], Tensor]) -> None:
 
 
 def check_cross_attention_mask(fn: Callable[[Tensor, int, int], Tensor]) -> None:
-    """``fn(src_lens (B,), t_q, s) -> (B, t_q, s)`` bool: every decoder position sees the real source tokens."""
+    """``fn(src_lens (B,), t_q, s) -> (B, t_q, s)`` bool: every decoder position sees the real source tokens.
+
+    Introduced in lesson 09.
+    """
     require_callable(fn, "cross_attention_mask")
     for lens, t_q, s in (([3, 5, 1], 4, 5), ([2, 6], 6, 6), ([4], 2, 7)):
         lens_t = torch.tensor(lens)

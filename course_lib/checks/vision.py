@@ -3,13 +3,15 @@ and the multi-head self-attention of a ViT (fused qkv, head merge).
 
 Each checker runs the learner's code on several shapes (non-square images included) against
 ``course_lib.vision`` / ``course_lib.attention`` and names the bug classes of
-``shared/design/vision_modules.md`` when the answer matches one: gating twice, a missing sigmoid,
+``docs/design/vision_modules.md`` when the answer matches one: gating twice, a missing sigmoid,
 heads merged without the transpose, gamma initialised to 1.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +26,10 @@ __all__ = ["check_se_forward", "check_spatial_gate", "check_position_attention",
 _IMAGES = ((2, 32, 5, 7), (1, 16, 6, 6), (3, 64, 4, 9))  # (B, C, H, W), non-square sizes included
 
 
-def _seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
+M = TypeVar("M", bound=nn.Module)
+
+
+def _seeded(seed: int, build: Callable[[], M]) -> M:
     """Build a module from a fixed seed without touching the learner's global random state."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -35,10 +40,13 @@ def _seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
 # Lesson 12: the SE gate
 # --------------------------------------------------------------------------------------------------
 def check_se_forward(se_forward: Callable[[SEBlock, Tensor], Tensor]) -> None:
-    """``se_forward(block, x)``: y = x * sigmoid(fc2(relu(fc1(GAP(x))))) computed from ``block.fc1`` and ``block.fc2``."""
+    """``se_forward(block, x)``: y = x * sigmoid(fc2(relu(fc1(GAP(x))))) from ``block.fc1`` and ``block.fc2``.
+
+    Introduced in lesson 12.
+    """
     require_callable(se_forward, "se_forward")
     for seed, (b, c, h, w) in enumerate(_IMAGES):
-        block = _seeded(seed, lambda: SEBlock(c, reduction=4)).eval()
+        block = _seeded(seed, partial(SEBlock, c, reduction=4)).eval()
         x = torch.randn(b, c, h, w, generator=torch.Generator().manual_seed(100 + seed)) + 0.5
         case = f"x of shape {(b, c, h, w)}, reduction 4"
         got = call_learner(se_forward, block, x.clone(), name="se_forward")
@@ -66,19 +74,24 @@ def check_se_forward(se_forward: Callable[[SEBlock, Tensor], Tensor]) -> None:
 # --------------------------------------------------------------------------------------------------
 def _trained_like_spatial(seed: int) -> SpatialGate:
     gate = SpatialGate(7)
+    running_mean, running_var = gate.bn.running_mean, gate.bn.running_var
+    assert running_mean is not None and running_var is not None  # BatchNorm2d tracks statistics by default
     with torch.no_grad():
-        gate.bn.running_mean.fill_(0.3)  # statistics as after training, so a skipped BN shows
-        gate.bn.running_var.fill_(2.0)
+        running_mean.fill_(0.3)  # statistics as after training, so a skipped BN shows
+        running_var.fill_(2.0)
         gate.bn.weight.fill_(1.5)
         gate.bn.bias.fill_(-0.2)
     return gate.eval()
 
 
 def check_spatial_gate(spatial_gate: Callable[[SpatialGate, Tensor], Tensor]) -> None:
-    """``spatial_gate(module, x)``: the (B, 1, H, W) map sigmoid(bn(conv([max over C, mean over C]))) of a SpatialGate."""
+    """``spatial_gate(module, x)``: the (B, 1, H, W) map sigmoid(bn(conv([max_C x, mean_C x]))) of a SpatialGate.
+
+    Introduced in lesson 12.
+    """
     require_callable(spatial_gate, "spatial_gate")
     for seed, (b, c, h, w) in enumerate(_IMAGES):
-        module = _seeded(10 + seed, lambda: _trained_like_spatial(seed))
+        module = _seeded(10 + seed, partial(_trained_like_spatial, seed))
         x = torch.randn(b, c, h, w, generator=torch.Generator().manual_seed(200 + seed))
         case = f"x of shape {(b, c, h, w)}"
         got = call_learner(spatial_gate, module, x.clone(), name="spatial_gate")
@@ -86,7 +99,7 @@ def check_spatial_gate(spatial_gate: Callable[[SpatialGate, Tensor], Tensor]) ->
             expected = module.gate(x)
             peak, mean = x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)
 
-            def head(pooled: Tensor, bn: bool = True, sigmoid: bool = True) -> Tensor:
+            def head(pooled: Tensor, bn: bool = True, sigmoid: bool = True, module: SpatialGate = module) -> Tensor:
                 out = module.conv(pooled)
                 out = module.bn(out) if bn else out
                 return torch.sigmoid(out) if sigmoid else out
@@ -125,11 +138,12 @@ def check_position_attention(module_class: Callable[..., nn.Module]) -> None:
 
     Checks gamma's initial value, that the module is the identity at init, then loads the weights of a
     ``course_lib.vision.PositionAttention`` (gamma set to a nonzero value) and compares outputs.
+    Introduced in lesson 13.
     """
     require_callable(module_class, "PositionAttention class")
     for seed, (b, c, h, w) in enumerate(((2, 16, 5, 7), (1, 32, 4, 4), (2, 24, 3, 6))):
         case = f"channels={c}, x of shape {(b, c, h, w)}"
-        mine = _seeded(seed, lambda: call_learner(module_class, c, reduction=8, name="your class (constructor)"))
+        mine = _seeded(seed, partial(call_learner, module_class, c, reduction=8, name="your class (constructor)"))
         if not isinstance(mine, nn.Module):
             raise CheckFailed(f"your class should build an nn.Module (subclass nn.Module and call super().__init__()), "
                               f"got {type(mine).__name__}")
@@ -150,9 +164,10 @@ def check_position_attention(module_class: Callable[..., nn.Module]) -> None:
         if isinstance(got, tuple):
             got = got[0]
         compare(got, x, "forward at init (gamma = 0)", case, mistakes={
-            "at init the output should be x itself: y = gamma * out + x, the residual + x is missing": torch.zeros_like(x),
+            "at init the output should be x itself: y = gamma * out + x, the residual + x is missing":
+                torch.zeros_like(x),
         })
-        ref = _seeded(seed, lambda: PositionAttention(c, reduction=8)).eval()
+        ref = _seeded(seed, partial(PositionAttention, c, reduction=8)).eval()
         with torch.no_grad():
             ref.gamma.fill_(0.7)
         try:
@@ -199,11 +214,14 @@ def _msa_variant(x: Tensor, qkv: nn.Linear, proj: nn.Linear, heads: int, *, tran
 
 
 def check_vit_msa(msa_forward: Callable[[Tensor, nn.Linear, nn.Linear, int], Tensor]) -> None:
-    """``msa_forward(x, qkv, proj, num_heads)``: ViT self-attention, qkv = Linear(D, 3D) laid out [q | k | v]."""
+    """``msa_forward(x, qkv, proj, num_heads)``: ViT self-attention, qkv = Linear(D, 3D) laid out [q | k | v].
+
+    Introduced in lesson 13.
+    """
     require_callable(msa_forward, "msa_forward")
     for seed, (b, t, d, heads) in enumerate(((2, 5, 8, 2), (1, 17, 24, 4), (3, 10, 12, 3))):
-        qkv = _seeded(seed, lambda: nn.Linear(d, 3 * d)).eval()
-        proj = _seeded(50 + seed, lambda: nn.Linear(d, d)).eval()
+        qkv = _seeded(seed, partial(nn.Linear, d, 3 * d)).eval()
+        proj = _seeded(50 + seed, partial(nn.Linear, d, d)).eval()
         x = torch.randn(b, t, d, generator=torch.Generator().manual_seed(400 + seed))
         case = f"x of shape {(b, t, d)}, {heads} heads"
         got = call_learner(msa_forward, x.clone(), qkv, proj, heads, name="msa_forward")
@@ -217,7 +235,8 @@ def check_vit_msa(msa_forward: Callable[[Tensor, nn.Linear, nn.Linear, int], Ten
             expected = ref(x, x, x)[0]
             mistakes: dict[str, Tensor] = {
                 "heads merged without the transpose: (B, H, T, d) -> transpose(1, 2) -> (B, T, H, d) -> reshape; "
-                "a plain reshape mixes tokens of different positions": _msa_variant(x, qkv, proj, heads, transpose=False),
+                "a plain reshape mixes tokens of different positions":
+                    _msa_variant(x, qkv, proj, heads, transpose=False),
                 "the scores are not scaled: multiply by head_dim ** -0.5": _msa_variant(x, qkv, proj, heads, scale=1.0),
                 "the scores are scaled by D ** -0.5; each head's dot product has head_dim = D / H terms":
                     _msa_variant(x, qkv, proj, heads, scale=d ** -0.5),

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from course_lib._validate import check_int, check_tensor
+
 __all__ = [
     "SPLITS",
     "SPLIT_FRACTIONS",
@@ -43,6 +45,7 @@ class ClutteredDigits:
     images (N, 1, canvas, canvas) float32 in [0, 1]; labels (N,) int64 in 0..9; boxes (N, 4) int64
     ``(x0, y0, x1, y1)``: the tight box of the digit's ink in canvas pixels, ``x1``/``y1`` exclusive, so
     the digit is ``images[n, 0, y0:y1, x0:x1]``; source_index (N,) int64 into ``load_digits()``.
+    Introduced in lesson 12.
     """
 
     images: Tensor
@@ -56,7 +59,7 @@ class ClutteredDigits:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def __getitem__(self, index: int | slice | Tensor) -> "ClutteredDigits":
+    def __getitem__(self, index: int | slice | Tensor) -> ClutteredDigits:
         """A subset, e.g. ``data[:64]`` or ``data[mask]``."""
         if isinstance(index, int):
             index = slice(index, index + 1)
@@ -80,16 +83,15 @@ def _load() -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_source_digits() -> tuple[np.ndarray, np.ndarray]:
-    """The 1,797 source digits: images (1797, 8, 8) float32 in [0, 1] and labels (1797,) int64 (read-only)."""
+    """The 1,797 source digits: images (1797, 8, 8) float32 in [0, 1] and labels (1797,) int64 (read-only).
+
+    Introduced in lesson 12.
+    """
     return _load()
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+    return check_int(name, value, minimum=minimum)
 
 
 def _check_split(split: str) -> int:
@@ -98,8 +100,11 @@ def _check_split(split: str) -> int:
     return SPLITS.index(split)
 
 
-def split_indices(split: str, split_seed: int = 0) -> np.ndarray:
-    """Sorted indices into ``load_digits()`` of one split; the three splits partition the 1,797 images."""
+def split_indices(split: str, *, split_seed: int = 0) -> np.ndarray:
+    """Sorted indices into ``load_digits()`` of one split; the three splits partition the 1,797 images.
+
+    Introduced in lesson 12.
+    """
     which = _check_split(split)
     _check_int("split_seed", split_seed, 0)
     n = len(_load()[1])
@@ -111,7 +116,10 @@ def split_indices(split: str, split_seed: int = 0) -> np.ndarray:
 
 
 def upscale(image: np.ndarray, scale: int) -> np.ndarray:
-    """Nearest-neighbour upscaling of a 2-D array by an integer factor: (h, w) -> (h*scale, w*scale)."""
+    """Nearest-neighbour upscaling of a 2-D array by an integer factor: (h, w) -> (h*scale, w*scale).
+
+    Introduced in lesson 12.
+    """
     return np.kron(image, np.ones((scale, scale), dtype=image.dtype))
 
 
@@ -124,6 +132,7 @@ def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> boo
 
 def make_cluttered_digits(
     n: int,
+    *,
     canvas: int = 40,
     scale: int = 2,
     n_clutter: int = 8,
@@ -140,7 +149,7 @@ def make_cluttered_digits(
     combine by maximum, as strokes drawn on top of each other. With ``clutter_on_digit=False`` (the
     default) fragments avoid the digit's 8x8 cell (as far as 100 tries allow), so the digit stays
     readable and the task is to find it. Deterministic given ``seed`` and ``split``: the same call gives
-    the same tensors, and the splits use different random streams.
+    the same tensors, and the splits use different random streams. Introduced in lesson 12.
     """
     n = _check_int("n", n, 1)
     scale = _check_int("scale", scale, 1)
@@ -157,7 +166,7 @@ def make_cluttered_digits(
         raise ValueError(f"fragment must lie in [1, {_SOURCE_SIZE}] source pixels, got {fragment}")
 
     images_src, labels_src = _load()
-    pool = split_indices(split, split_seed)
+    pool = split_indices(split, split_seed=split_seed)
     if len(pool) < 2:
         raise ValueError(f"split {split!r} holds {len(pool)} source image(s); clutter needs at least 2")
     rng = np.random.default_rng([seed, which])
@@ -215,19 +224,17 @@ def _coverage(lo: Tensor, hi: Tensor, cells: int, extent: float) -> Tensor:
     return inside.clamp_min(0.0) / step
 
 
-def box_mass(attention_maps: Tensor, boxes: Tensor, canvas_size: int | tuple[int, int] | None = None) -> Tensor:
+def box_mass(attention_maps: Tensor, boxes: Tensor, *, canvas_size: int | tuple[int, int] | None = None) -> Tensor:
     """(B, h, w) nonnegative maps, (B, 4) boxes ``(x0, y0, x1, y1)`` -> (B,) fraction of map mass inside the box.
 
     ``boxes`` are in canvas pixels (``x1``, ``y1`` exclusive) and the map is taken to cover the whole
     canvas of ``canvas_size`` (an int or ``(H, W)``; default: the map's own size), each map cell an
     equal rectangle of it. A cell partly inside the box counts with the fraction of its area inside, so
     maps at a lower resolution than the canvas (feature maps after striding) are scored fairly. A
-    uniform map scores the box's share of the canvas area: the chance level.
+    uniform map scores the box's share of the canvas area: the chance level. Introduced in lesson 12.
     """
-    if not isinstance(attention_maps, Tensor):
-        raise TypeError(f"attention_maps must be a torch.Tensor, got {type(attention_maps).__name__}")
-    if not isinstance(boxes, Tensor):
-        raise TypeError(f"boxes must be a torch.Tensor, got {type(boxes).__name__}")
+    check_tensor("attention_maps", attention_maps)
+    check_tensor("boxes", boxes)
     if attention_maps.dim() != 3:
         raise ValueError(f"attention_maps must have shape (B, h, w), got {tuple(attention_maps.shape)}")
     if boxes.dim() != 2 or boxes.shape[1] != 4 or boxes.shape[0] != attention_maps.shape[0]:

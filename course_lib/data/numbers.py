@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 from num2words import CONVERTER_CLASSES, num2words
 
+from course_lib._validate import check_int
+
 __all__ = [
     "PAD", "BOS", "EOS", "UNK", "SPECIALS",
     "tokenize", "detokenize", "number_to_words", "number_to_tokens",
@@ -34,7 +36,10 @@ SPECIALS = (PAD, BOS, EOS, UNK)
 
 
 def tokenize(text: str) -> list[str]:
-    """Split number words into tokens: spaces separate, a hyphen is a token of its own, commas go."""
+    """Split number words into tokens: spaces separate, a hyphen is a token of its own, commas go.
+
+    Introduced in lesson 07.
+    """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     text = text.replace(",", " ").replace("-", " - ")
@@ -42,14 +47,17 @@ def tokenize(text: str) -> list[str]:
 
 
 def detokenize(tokens: Sequence[str]) -> str:
-    """Inverse of ``tokenize`` (up to the dropped commas): join with spaces, glue hyphens back."""
+    """Inverse of ``tokenize`` (up to the dropped commas): join with spaces, glue hyphens back.
+
+    Introduced in lesson 07.
+    """
     return re.sub(r" ?- ?", "-", " ".join(tokens))
 
 
 _FAST_LIMIT = 10**12
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fast_converter(lang: str):
     """A copy of num2words' converter for ``lang`` that only knows the powers of ten below 10**13.
 
@@ -63,27 +71,33 @@ def _fast_converter(lang: str):
 
 
 def number_to_words(number: int, lang: str) -> str:
-    """``number`` written out in words by num2words in language ``lang`` (a code such as "en", "fr")."""
-    if not isinstance(number, int) or isinstance(number, bool):
-        raise TypeError(f"number must be an int, got {type(number).__name__}")
-    if number < 0:
-        raise ValueError(f"number must be >= 0, got {number}")
+    """``number`` written out in words by num2words in language ``lang`` (a code such as "en", "fr").
+
+    Introduced in lesson 07.
+    """
+    number = check_int("number", number, minimum=0)
     if number < _FAST_LIMIT and lang in CONVERTER_CLASSES and hasattr(CONVERTER_CLASSES[lang], "cards"):
         return _fast_converter(lang).to_cardinal(number)
     return num2words(number, lang=lang)
 
 
 def number_to_tokens(number: int, lang: str) -> list[str]:
-    """``number`` written out in words in language ``lang`` and tokenized."""
+    """``number`` written out in words in language ``lang`` and tokenized. Introduced in lesson 07."""
     return tokenize(number_to_words(number, lang))
 
 
 class Vocab:
-    """Token <-> id table with the four special tokens first: <pad>=0, <bos>=1, <eos>=2, <unk>=3."""
+    """Token <-> id table with the four special tokens first: <pad>=0, <bos>=1, <eos>=2, <unk>=3.
+
+    Introduced in lesson 07.
+
+    Args:
+        tokens: every token of the corpus the table is built on (repeats count).
+        min_freq: tokens seen fewer times map to <unk>.
+    """
 
     def __init__(self, tokens: Iterable[str], min_freq: int = 1) -> None:
-        if min_freq < 1:
-            raise ValueError(f"min_freq must be >= 1, got {min_freq}")
+        check_int("min_freq", min_freq, minimum=1)
         counts = Counter(tokens)
         # Most frequent first, ties alphabetical: the same corpus always gives the same ids.
         words = sorted((w for w, c in counts.items() if c >= min_freq and w not in SPECIALS),
@@ -126,7 +140,7 @@ class Vocab:
 
 @dataclass(frozen=True)
 class NumberPair:
-    """One example: the number, its source tokens and its target tokens."""
+    """One example: the number, its source tokens and its target tokens. Introduced in lesson 07."""
 
     number: int
     source: tuple[str, ...]
@@ -135,7 +149,10 @@ class NumberPair:
 
 @dataclass
 class NumberCorpus:
-    """Train / validation / test pairs (disjoint by number) and the two vocabularies (built on train)."""
+    """Train / validation / test pairs (disjoint by number) and the two vocabularies (built on train).
+
+    Introduced in lesson 07.
+    """
 
     train: list[NumberPair]
     valid: list[NumberPair]
@@ -157,6 +174,7 @@ class NumberCorpus:
 
 
 def make_number_corpus(
+    *,
     per_digits: int = 3000,
     max_digits: int = 9,
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
@@ -168,12 +186,10 @@ def make_number_corpus(
     one digit), split each group by ``fractions`` into train/valid/test, and write them out in words.
 
     Deterministic for a given ``seed``. Small groups (one- and two-digit numbers) are taken whole, so every
-    split holds short sentences as well as long ones.
+    split holds short sentences as well as long ones. Introduced in lesson 07.
     """
-    if not isinstance(per_digits, int) or per_digits < 3:
-        raise ValueError(f"per_digits must be an int >= 3, got {per_digits!r}")
-    if not isinstance(max_digits, int) or not 1 <= max_digits <= 12:
-        raise ValueError(f"max_digits must be an int in [1, 12], got {max_digits!r}")
+    per_digits = check_int("per_digits", per_digits, minimum=3)
+    max_digits = check_int("max_digits", max_digits, minimum=1, maximum=12)
     if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
         raise ValueError(f"fractions must be three positive numbers summing to 1, got {fractions!r}")
     rng = random.Random(seed)

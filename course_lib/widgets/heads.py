@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from course_lib._validate import check_int
 from course_lib.viz import show_heatmaps, to_numpy
 
 __all__ = ["HeadView", "head_view", "head_explorer"]
@@ -21,7 +22,7 @@ __all__ = ["HeadView", "head_view", "head_explorer"]
 
 @dataclass
 class HeadView:
-    """What the picker draws for one (layer, head)."""
+    """What the picker draws for one (layer, head). Introduced in lesson 06."""
 
     weights: np.ndarray  # (T_q, T_k), the chosen head's attention weights
     title: str
@@ -47,19 +48,19 @@ def head_view(
     weights: Tensor | np.ndarray,
     layer: int = 0,
     head: int = 0,
+    *,
     tokens: Sequence[str] | None = None,
     key_tokens: Sequence[str] | None = None,
 ) -> HeadView:
     """Pick one head from weights (L, H, T_q, T_k) or (H, T_q, T_k).
 
     ``tokens`` label the queries (and the keys too, unless ``key_tokens`` is given, as in cross-attention).
+    Introduced in lesson 06.
     """
     w = _as_layers(weights)
     num_layers, num_heads, t_q, t_k = w.shape
     for name, value, limit in (("layer", layer, num_layers), ("head", head, num_heads)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        if not 0 <= value < limit:
+        if not 0 <= check_int(name, value) < limit:
             raise ValueError(f"{name} must lie in [0, {limit - 1}] for weights of shape {tuple(w.shape)}, got {value}")
     y_tokens = [str(t) for t in tokens] if tokens is not None else [str(i) for i in range(t_q)]
     x_tokens = [str(t) for t in key_tokens] if key_tokens is not None else (
@@ -76,10 +77,14 @@ def head_view(
 
 def head_explorer(
     weights: Tensor | np.ndarray,
+    *,
     tokens: Sequence[str] | None = None,
     key_tokens: Sequence[str] | None = None,
 ):
-    """Dropdowns for layer and head over weights (L, H, T_q, T_k) or (H, T_q, T_k); returns the ipywidgets box."""
+    """Dropdowns for layer and head over weights (L, H, T_q, T_k) or (H, T_q, T_k); returns the ipywidgets box.
+
+    Introduced in lesson 06.
+    """
     import ipywidgets as widgets
     from IPython.display import display
 
@@ -89,7 +94,7 @@ def head_explorer(
     out = widgets.Output()
 
     def update(_=None) -> None:
-        view = head_view(w, layer.value, head.value, tokens, key_tokens)
+        view = head_view(w, layer.value, head.value, tokens=tokens, key_tokens=key_tokens)
         with out:
             out.clear_output(wait=True)
             fig = show_heatmaps(view.weights, titles=[view.title], xticklabels=view.x_tokens,

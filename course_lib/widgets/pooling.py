@@ -6,20 +6,22 @@ Nadaraya 1964 (https://doi.org/10.1137/1109020), Watson 1964 (https://www.jstor.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib.pyplot as plt
 import torch
 from torch import Tensor
 
+from course_lib._validate import check_tensor
 from course_lib.attention import KERNELS, nadaraya_watson
 from course_lib.viz import to_numpy
 
-__all__ = ["PoolingView", "pooling_view", "bandwidth_explorer"]
+__all__ = ["PoolingView", "pooling_view", "pooling_explorer"]
 
 
 @dataclass
 class PoolingView:
-    """Everything the explorer draws for one bandwidth and one kernel."""
+    """Everything the explorer draws for one bandwidth and one kernel. Introduced in lesson 02."""
 
     estimate: Tensor  # (n_q,), the attention-pooled prediction at each query
     weights: Tensor  # (n_q, n_k), row i = how query i spreads its attention over the training keys
@@ -29,10 +31,7 @@ class PoolingView:
 
 
 def _check_1d(name: str, t: object) -> Tensor:
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dim() != 1 or not t.is_floating_point():
-        raise ValueError(f"{name} must be a 1-D floating-point tensor, got shape {tuple(t.shape)} and dtype {t.dtype}")
+    return check_tensor(name, t, dim=1, floating=True, layout="(n,)")
     return t
 
 
@@ -41,12 +40,14 @@ def pooling_view(
     y_train: Tensor,
     x_query: Tensor,
     bandwidth: float,
+    *,
     kernel: str = "gaussian",
     y_true: Tensor | None = None,
 ) -> PoolingView:
     """Nadaraya-Watson estimate and weights at ``x_query`` from keys ``x_train`` and values ``y_train``.
 
     All inputs are 1-D; ``y_true`` (same length as ``x_query``) adds the MSE of the estimate.
+    Introduced in lesson 02.
     """
     for name, t in (("x_train", x_train), ("y_train", y_train), ("x_query", x_query)):
         _check_1d(name, t)
@@ -85,16 +86,17 @@ def _draw(view: PoolingView, x_train: Tensor, y_train: Tensor, x_query: Tensor, 
     return fig
 
 
-def bandwidth_explorer(
+def pooling_explorer(
     x_train: Tensor,
     y_train: Tensor,
     x_query: Tensor,
     y_true: Tensor | None = None,
+    *,
     bandwidth: float = 0.5,
-):
+) -> Any:
     """A log-scale bandwidth slider and a kernel dropdown; draws the estimate and the weight heatmap.
 
-    Returns the ipywidgets box.
+    Returns the ipywidgets box. Introduced in lesson 02.
     """
     import ipywidgets as widgets
     from IPython.display import display
@@ -116,3 +118,4 @@ def bandwidth_explorer(
     kernel.observe(update, names="value")
     update()
     return widgets.VBox([widgets.HBox([h, kernel]), out])
+

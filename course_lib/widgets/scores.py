@@ -10,17 +10,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from course_lib._validate import check_choice
 from course_lib.attention import masked_softmax
 from course_lib.viz import to_numpy
 
-__all__ = ["ScoresView", "explore_scores", "scores_explorer", "SCORINGS"]
+__all__ = ["ScoresView", "scores_view", "scores_explorer", "SIMILARITIES"]
 
-SCORINGS = ("dot", "scaled_dot", "neg_distance")
+#: How the explorer compares the query with each key.
+SIMILARITIES = ("dot", "scaled_dot", "neg_distance")
 
 
 @dataclass
 class ScoresView:
-    """Everything the explorer draws for one position of the sliders."""
+    """Everything the explorer draws for one position of the sliders. Introduced in lesson 01."""
 
     scores: Tensor  # (n_keys,)
     weights: Tensor  # (n_keys,), sums to 1 over the valid keys (0 if none is valid)
@@ -28,10 +30,11 @@ class ScoresView:
     valid: Tensor  # (n_keys,) bool
 
 
-def explore_scores(
+def scores_view(
     query: Tensor,
     keys: Tensor,
     values: Tensor,
+    *,
     temperature: float = 1.0,
     valid_len: int | None = None,
     scoring: Literal["dot", "scaled_dot", "neg_distance"] = "scaled_dot",
@@ -40,6 +43,7 @@ def explore_scores(
 
     query (d,), keys (n, d), values (n, d_v). ``temperature`` divides the scores: near 0 the weights
     approach a one-hot argmax (hard attention), large values approach the uniform average.
+    ``scoring`` is one of ``SIMILARITIES``. Introduced in lesson 01.
     """
     if query.dim() != 1 or keys.dim() != 2 or query.shape[0] != keys.shape[1]:
         raise ValueError(f"query must be (d,) and keys (n, d) with the same d, got query {tuple(query.shape)} "
@@ -48,8 +52,7 @@ def explore_scores(
         raise ValueError(f"values must be (n, d_v) with n = {keys.shape[0]} keys, got {tuple(values.shape)}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    if scoring not in SCORINGS:
-        raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
+    check_choice("scoring", scoring, SIMILARITIES)
     n = keys.shape[0]
     valid_len = n if valid_len is None else valid_len
     if not 0 <= valid_len <= n:
@@ -74,7 +77,7 @@ def _draw(view: ScoresView, query: Tensor, keys: Tensor, labels: list[str], titl
                  edgecolors="black", label="keys (size = weight)")
     if (~valid).any():
         left.scatter(k[~valid, 0], k[~valid, 1], s=60, marker="x", c="grey", label="masked keys")
-    for (x, y), name in zip(k, labels):
+    for (x, y), name in zip(k, labels, strict=False):
         left.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
     q = to_numpy(query)
     left.scatter([q[0]], [q[1]], marker="*", s=250, c="tab:blue", label="query")
@@ -91,12 +94,13 @@ def _draw(view: ScoresView, query: Tensor, keys: Tensor, labels: list[str], titl
 def scores_explorer(
     keys: Tensor,
     values: Tensor,
+    *,
     labels: list[str] | None = None,
     scoring: Literal["dot", "scaled_dot", "neg_distance"] = "scaled_dot",
 ):
     """Sliders for the query's two coordinates, the temperature and the number of valid keys.
 
-    keys must be 2-D points (n, 2) so that they can be drawn. Returns the ipywidgets box.
+    keys must be 2-D points (n, 2) so that they can be drawn. Returns the ipywidgets box. Introduced in lesson 01.
     """
     import ipywidgets as widgets
     from IPython.display import display
@@ -114,7 +118,7 @@ def scores_explorer(
 
     def update(_=None) -> None:
         query = torch.tensor([qx.value, qy.value], dtype=keys.dtype)
-        view = explore_scores(query, keys, values, temperature=temp.value, valid_len=length.value, scoring=scoring)
+        view = scores_view(query, keys, values, temperature=temp.value, valid_len=length.value, scoring=scoring)
         with out:
             out.clear_output(wait=True)
             fig = _draw(view, query, keys, labels, f"{scoring} scores, temperature {temp.value:.2g}")
@@ -125,3 +129,4 @@ def scores_explorer(
         w.observe(update, names="value")
     update()
     return widgets.VBox([widgets.HBox([qx, qy]), widgets.HBox([temp, length]), out])
+

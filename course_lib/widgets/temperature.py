@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import Tensor
 
+from course_lib._validate import check_float, check_tensor
 from course_lib.viz import to_numpy
 
 __all__ = ["TemperatureView", "temperature_view", "temperature_explorer"]
@@ -20,7 +21,7 @@ __all__ = ["TemperatureView", "temperature_view", "temperature_explorer"]
 
 @dataclass
 class TemperatureView:
-    """What the explorer draws for one temperature."""
+    """What the explorer draws for one temperature. Introduced in lesson 04."""
 
     scores: Tensor  # (n,), scaled dot products q.k / sqrt(d)
     weights: Tensor  # (n,), softmax(scores / temperature)
@@ -31,19 +32,18 @@ class TemperatureView:
 
 
 def temperature_view(query: Tensor, keys: Tensor, values: Tensor, temperature: float) -> TemperatureView:
-    """Weights and output of one query at one temperature: query (d,), keys (n, d), values (n, d_v)."""
+    """Weights and output of one query at one temperature: query (d,), keys (n, d), values (n, d_v).
+
+    Introduced in lesson 04.
+    """
     for name, t, dims in (("query", query, 1), ("keys", keys, 2), ("values", values, 2)):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() != dims:
-            raise ValueError(f"{name} must have {dims} dimension(s), got shape {tuple(t.shape)}")
+        check_tensor(name, t, dim=dims)
     if keys.shape[1] != query.shape[0] or keys.shape[0] == 0:
         raise ValueError(f"keys must be (n, d) with n >= 1 and d = {query.shape[0]} (the query's size), "
                          f"got keys {tuple(keys.shape)}")
     if values.shape[0] != keys.shape[0]:
         raise ValueError(f"values must be (n, d_v) with n = {keys.shape[0]} keys, got {tuple(values.shape)}")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
+    check_float("temperature", temperature, minimum=0.0, exclusive_minimum=True)
     scores = keys @ query / math.sqrt(query.shape[0])  # (n,)
     weights = torch.softmax(scores / temperature, dim=0)  # (n,)
     entropy = float(-(weights * torch.log(weights.clamp_min(torch.finfo(weights.dtype).tiny))).sum())
@@ -62,7 +62,7 @@ def _draw(view: TemperatureView, values: Tensor, labels: list[str], temperature:
     left.set_title(f"temperature {temperature:.3g}: {view.effective_keys:.2f} effective keys", fontsize=9)
     v = to_numpy(values)
     right.scatter(v[:, 0], v[:, 1], s=40 + 400 * w, c=w, cmap="Reds", vmin=0, vmax=1, edgecolors="black")
-    for (x, y), name in zip(v[:, :2], labels):
+    for (x, y), name in zip(v[:, :2], labels, strict=False):
         right.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
     mean = v.mean(axis=0)  # (d_v,)
     right.scatter([mean[0]], [mean[1]], marker="+", s=120, c="tab:green", label="uniform average")
@@ -73,10 +73,10 @@ def _draw(view: TemperatureView, values: Tensor, labels: list[str], temperature:
     return fig
 
 
-def temperature_explorer(query: Tensor, keys: Tensor, values: Tensor, labels: list[str] | None = None):
+def temperature_explorer(query: Tensor, keys: Tensor, values: Tensor, *, labels: list[str] | None = None):
     """A log-scale temperature slider (0.01 .. 100) for one fixed query; returns the ipywidgets box.
 
-    The right panel draws the values' first two coordinates, so values need ``d_v >= 2``.
+    The right panel draws the values' first two coordinates, so values need ``d_v >= 2``. Introduced in lesson 04.
     """
     import ipywidgets as widgets
     from IPython.display import display

@@ -8,18 +8,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from course_lib.data.numbers import EOS, number_to_tokens, tokenize
 from course_lib.seq2seq import translate
 
-__all__ = ["TranslationView", "translate_number", "translation_explorer", "draw_alignment"]
+__all__ = ["TranslationView", "translation_view", "translation_explorer", "draw_alignment"]
 
 
 @dataclass
 class TranslationView:
-    """What the explorer shows for one input."""
+    """What the explorer shows for one input. Introduced in lesson 08."""
 
     source: list[str]  # source tokens as the model sees them (<unk> for unknown words)
     output: list[str]  # the model's translation, without <eos>
@@ -40,10 +39,10 @@ class TranslationView:
         return [*self.source, EOS]
 
 
-def translate_number(model: nn.Module, text: str | int, src_vocab: Any, tgt_vocab: Any,
+def translation_view(model: nn.Module, text: str | int, src_vocab: Any, tgt_vocab: Any, *,
                      source_lang: str = "en", target_lang: str = "fr", max_len: int = 40) -> TranslationView:
     """Translate ``text``: digits ("1984") are written out in words first (and give a reference), anything
-    else is tokenized as number words ("two hundred and six")."""
+    else is tokenized as number words ("two hundred and six"). Introduced in lesson 08."""
     number: int | None = None
     if isinstance(text, int) and not isinstance(text, bool):
         number = text
@@ -57,7 +56,7 @@ def translate_number(model: nn.Module, text: str | int, src_vocab: Any, tgt_voca
         source = number_to_tokens(number, source_lang)
         reference = number_to_tokens(number, target_lang)
     else:
-        source, reference = tokenize(text.lower()), None
+        source, reference = tokenize(str(text).lower()), None
     if not source:
         raise ValueError("text is empty: type a number such as 1984 or 'ninety-seven'")
     seen = [t if t in src_vocab else src_vocab.itos[src_vocab.unk_id] for t in source]
@@ -66,7 +65,10 @@ def translate_number(model: nn.Module, text: str | int, src_vocab: Any, tgt_voca
 
 
 def draw_alignment(view: TranslationView, ax=None, title: str | None = None):
-    """Heatmap of ``view.weights``: output tokens down, source tokens across; returns the figure."""
+    """Heatmap of ``view.weights``: output tokens down, source tokens across; returns the figure.
+
+    Introduced in lesson 08.
+    """
     import matplotlib.pyplot as plt
 
     if view.weights is None:
@@ -88,8 +90,11 @@ def draw_alignment(view: TranslationView, ax=None, title: str | None = None):
     return fig
 
 
-def translation_explorer(model: nn.Module, src_vocab: Any, tgt_vocab: Any, value: str = "1984"):
-    """A text box (digits or English number words) and the translation with its alignment heatmap."""
+def translation_explorer(model: nn.Module, src_vocab: Any, tgt_vocab: Any, *, value: str = "1984"):
+    """A text box (digits or English number words) and the translation with its alignment heatmap.
+
+    Introduced in lesson 08.
+    """
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
     from IPython.display import display
@@ -101,7 +106,7 @@ def translation_explorer(model: nn.Module, src_vocab: Any, tgt_vocab: Any, value
         with out:
             out.clear_output(wait=True)
             try:
-                view = translate_number(model, box.value, src_vocab, tgt_vocab)
+                view = translation_view(model, box.value, src_vocab, tgt_vocab)
             except (ValueError, TypeError) as exc:
                 print(exc)
                 return
@@ -117,3 +122,4 @@ def translation_explorer(model: nn.Module, src_vocab: Any, tgt_vocab: Any, value
     box.observe(update, names="value")
     update()
     return widgets.VBox([box, out])
+

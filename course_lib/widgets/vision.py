@@ -10,21 +10,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from course_lib.vision import ViT, has_spatial_map, spatial_attention_map
+from course_lib._validate import check_int
+from course_lib.vision import has_spatial_map, spatial_attention_map, spatial_maps_in_model
 
 __all__ = ["VisionMapsView", "vision_maps_view", "overlay_maps", "vision_maps_explorer"]
 
 
 @dataclass
 class VisionMapsView:
-    """What the picker draws for one image and one model (or module)."""
+    """What the picker draws for one image and one model (or module). Introduced in lesson 12."""
 
     image: np.ndarray  # (H, W): the image (first channel)
     maps: list[np.ndarray]  # each (h, w): one map per attention module with a spatial map, highest resolution first
@@ -36,7 +39,7 @@ class VisionMapsView:
 
 
 def _modules_of(model_or_module: nn.Module) -> list[nn.Module]:
-    if isinstance(model_or_module, ViT) or has_spatial_map(model_or_module):
+    if has_spatial_map(model_or_module):
         return [model_or_module]
     finder = getattr(model_or_module, "attention_modules", None)
     found = list(finder()) if callable(finder) else [m for m in model_or_module.modules()
@@ -44,21 +47,20 @@ def _modules_of(model_or_module: nn.Module) -> list[nn.Module]:
     return [m for m in found if has_spatial_map(m)]
 
 
-def vision_maps_view(model_or_module: nn.Module, images: Tensor, index: int = 0,
+def vision_maps_view(model_or_module: nn.Module, images: Tensor, index: int = 0, *,
                      boxes: Tensor | None = None) -> VisionMapsView:
     """Spatial attention maps of ``model_or_module`` on ``images[index]`` (images (N, C, H, W), boxes (N, 4) or None).
 
     A model (e.g. ``HostCNN``) is run on the image and each attention module's map is computed from the
     features it receives (a forward hook); a module or a ViT is applied to the image directly. Models
-    without a spatial attention module give empty lists.
+    without a spatial attention module give empty lists. Introduced in lesson 12.
     """
     if not isinstance(model_or_module, nn.Module):
         raise TypeError(f"model_or_module must be an nn.Module, got {type(model_or_module).__name__}")
     if not isinstance(images, Tensor) or images.dim() != 4:
         raise ValueError(f"images must be a tensor of shape (N, C, H, W), got "
                          f"{tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__}")
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-        raise TypeError(f"index must be an int, got {type(index).__name__}")
+    index = check_int("index", index)
     if not 0 <= index < images.shape[0]:
         raise ValueError(f"index must lie in [0, {images.shape[0] - 1}] for images of shape {tuple(images.shape)}, "
                          f"got {index}")
@@ -78,15 +80,7 @@ def vision_maps_view(model_or_module: nn.Module, images: Tensor, index: int = 0,
             if len(modules) == 1 and modules[0] is model_or_module:
                 maps = [spatial_attention_map(model_or_module, x)[0]]  # (h, w)
             elif modules:
-                caught: dict[int, Tensor] = {}
-                handles = [m.register_forward_hook(lambda _m, inputs, _out, i=i: caught.__setitem__(i, inputs[0]))
-                           for i, m in enumerate(modules)]
-                try:
-                    model_or_module(x)
-                finally:
-                    for handle in handles:
-                        handle.remove()
-                maps = [spatial_attention_map(m, caught[i])[0] for i, m in enumerate(modules)]  # each (h, w)
+                maps = [m[0] for m in spatial_maps_in_model(model_or_module, modules, x)]  # each (h, w)
     finally:
         model_or_module.train(was_training)
     up = [F.interpolate(m[None, None].float(), size=(height, width), mode="nearest")[0, 0] for m in maps]  # (H, W)
@@ -95,13 +89,14 @@ def vision_maps_view(model_or_module: nn.Module, images: Tensor, index: int = 0,
         h, w = m.shape
         r, c = divmod(int(m.argmax()), w)
         peaks.append((int((r + 0.5) * height / h), int((c + 0.5) * width / w)))
-    box = None
+    box: tuple[int, int, int, int] | None = None
     masses: list[float] = []
     if boxes is not None:
         from course_lib.data.digits import box_mass
 
         b = boxes[index]
-        box = tuple(int(v) for v in b.tolist())  # type: ignore[assignment]
+        x0, y0, x1, y1 = (int(v) for v in b.tolist())
+        box = (x0, y0, x1, y1)
         masses = [float(box_mass(m[None].cpu(), b[None].cpu(), canvas_size=(height, width))[0]) for m in maps]
     return VisionMapsView(
         image=x[0, 0].cpu().numpy(),
@@ -109,19 +104,22 @@ def vision_maps_view(model_or_module: nn.Module, images: Tensor, index: int = 0,
         upsampled=[u.cpu().numpy() for u in up],
         names=[type(m).__name__ for m in modules],
         peaks=peaks,
-        box=box,  # type: ignore[arg-type]
+        box=box,
         mass_in_box=masses,
     )
 
 
-def overlay_maps(view: VisionMapsView, title: str = "", alpha: float = 0.55):
-    """Draw the image, then each map over it (with the digit's box and the map's peak); returns the figure."""
+def overlay_maps(view: VisionMapsView, *, title: str = "", alpha: float = 0.55) -> Figure:
+    """Draw the image, then each map over it (with the digit's box and the map's peak); returns the figure.
+
+    Introduced in lesson 12.
+    """
     panels = 1 + len(view.maps)
     fig, axes = plt.subplots(1, panels, figsize=(2.6 * panels, 2.8), squeeze=False)
     axes = axes[0]
     axes[0].imshow(view.image, cmap="gray")
     axes[0].set_title(title or "image", fontsize=9)
-    for i, (ax, up) in enumerate(zip(axes[1:], view.upsampled)):
+    for i, (ax, up) in enumerate(zip(axes[1:], view.upsampled, strict=True)):
         ax.imshow(view.image, cmap="gray")
         ax.imshow(up, cmap="inferno", alpha=alpha)
         r, c = view.peaks[i]
@@ -142,8 +140,11 @@ def overlay_maps(view: VisionMapsView, title: str = "", alpha: float = 0.55):
 
 
 def vision_maps_explorer(models: Mapping[str, nn.Module] | Sequence[nn.Module] | nn.Module, images: Tensor,
-                         boxes: Tensor | None = None):
-    """A slider for the image and a dropdown for the model/module; returns the ipywidgets box."""
+                         boxes: Tensor | None = None) -> Any:
+    """A slider for the image and a dropdown for the model/module; returns the ipywidgets box.
+
+    Introduced in lesson 12.
+    """
     import ipywidgets as widgets
     from IPython.display import display
 
@@ -156,7 +157,7 @@ def vision_maps_explorer(models: Mapping[str, nn.Module] | Sequence[nn.Module] |
     out = widgets.Output()
 
     def update(_=None) -> None:
-        view = vision_maps_view(models[pick.value], images, index.value, boxes)
+        view = vision_maps_view(models[pick.value], images, index.value, boxes=boxes)
         with out:
             out.clear_output(wait=True)
             fig = overlay_maps(view, title=f"image {index.value}")
