@@ -17,7 +17,7 @@ export PYTHONHASHSEED := 0
 # Notebook kernels draw inline so that figures are stored as images; unit tests use Agg (conftest.py).
 export MPLBACKEND := module://matplotlib_inline.backend_inline
 
-.PHONY: help venv trust lab test unit nbval sync exercises execute bench ablation constraints clean
+.PHONY: help venv trust lab test unit nbval sync exercises execute bench ablation kvbench summarise-bench detection-ablation constraints clean
 
 help:
 	@echo "make lab        set up the environment and open JupyterLab on the first lesson (serving the course root)"
@@ -26,6 +26,8 @@ help:
 	@echo "make execute    re-run notebooks and solutions in place, storing fresh outputs (NB=path for one)"
 	@echo "make bench      run the attention benchmark on this machine's device"
 	@echo "make ablation   re-run the vision ablation (about 20 minutes) into benchmarks/results/"
+	@echo "make kvbench    lesson 17's KV-cache benchmark; make summarise-bench: lesson 11's models over 3 seeds"
+	@echo "make detection-ablation  lesson 14's detector necks and keypoint heads over 3 seeds (about 20 minutes)"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -85,6 +87,21 @@ bench: $(STAMP)
 # The committed table (benchmarks/results/vision_ablation.csv) was computed this way, on one thread.
 ablation: $(STAMP)
 	$(BIN)/python benchmarks/vision_ablation.py --threads 1
+
+# Lesson 17's KV-cache benchmark (committed: benchmarks/results/kv_cache_cpu.csv, one thread, CPU-time clock);
+# on a GPU: make kvbench KVBENCH_ARGS="--device cuda --clock wall".
+KVBENCH_ARGS ?=
+kvbench: $(STAMP)
+	$(BIN)/python benchmarks/kv_cache_bench.py --threads 1 --clock cpu $(KVBENCH_ARGS)
+
+# Lesson 11's models over 3 seeds and two budgets (about 20 minutes; benchmarks/results/summarise_models.csv).
+summarise-bench: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/summarise_models.py
+
+# Lesson 14's detector necks and keypoint heads over 3 seeds (about 20 minutes, one thread;
+# benchmarks/results/detection_ablation.csv).
+detection-ablation: $(STAMP)
+	$(BIN)/python benchmarks/detection_ablation.py --threads 1
 
 constraints: $(STAMP)
 	(echo "# Exact versions the course was tested with (pip install -c constraints.txt). Regenerate: make constraints"; \
