@@ -17,7 +17,7 @@ export PYTHONHASHSEED := 0
 # Notebook kernels draw inline so that figures are stored as images; unit tests use Agg (conftest.py).
 export MPLBACKEND := module://matplotlib_inline.backend_inline
 
-.PHONY: help venv trust lab test unit nbval sync exercises execute bench ablation kvbench summarise-bench detection-ablation constraints clean
+.PHONY: help venv trust lab test unit nbval sync exercises execute bench ablation kvbench summarise-bench detection-ablation ner-bench constraints clean
 
 help:
 	@echo "make lab        set up the environment and open JupyterLab on the first lesson (serving the course root)"
@@ -93,6 +93,11 @@ ablation: $(STAMP)
 KVBENCH_ARGS ?=
 kvbench: $(STAMP)
 	$(BIN)/python benchmarks/kv_cache_bench.py --threads 1 --clock cpu $(KVBENCH_ARGS)
+
+# Lesson 10's three taggers over 3 seeds, and the BiLSTM with 4x the budget (about 10 minutes;
+# benchmarks/results/ner_models.csv).
+ner-bench: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/ner_models.py
 
 # Lesson 11's models over 3 seeds and two budgets (about 20 minutes; benchmarks/results/summarise_models.csv).
 summarise-bench: $(STAMP)
