@@ -69,13 +69,14 @@ def test_attention_pool_rejects(wrong, message):
         check_attention_pool(wrong)
 
 
-def test_attention_pool_does_not_see_learner_mutation():
+def test_attention_pool_rejects_writing_into_its_inputs():
     def mutating(q, k, v):
         out = reference_attention_pool(q, k, v)
-        v.zero_()  # the checker passed a copy, so its own reference is untouched
+        v.zero_()  # right result, but the caller's values are destroyed
         return out
 
-    check_attention_pool(mutating)
+    with pytest.raises(CheckFailed, match=r"attention_pool wrote into its input `v`.*in-place"):
+        check_attention_pool(mutating)
 
 
 def test_references_validate_shapes():

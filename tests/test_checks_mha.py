@@ -123,3 +123,13 @@ def test_checkers_leave_the_global_random_state_alone():
     check_mha_forward(make_forward())
     check_mha_param_count(count_ok)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_param_count_accepts_numpy_integers(capsys):
+    import numpy as np
+
+    check_mha_param_count(lambda *a, **kw: np.int64(count_ok(*a, **kw)))
+    check_mha_param_count(lambda *a, **kw: torch.tensor(count_ok(*a, **kw)))
+    assert capsys.readouterr().out.count("all checks passed") == 2
+    with pytest.raises(CheckFailed, match="should return an int"):
+        check_mha_param_count(lambda *a, **kw: count_ok(*a, **kw) + 0.5)

@@ -169,3 +169,41 @@ def test_fit_bandwidth_accepts_a_trained_bandwidth_and_returns_it(capsys):
 def test_fit_bandwidth_rejects(wrong, message):
     with pytest.raises(CheckFailed, match=message):
         check_fit_bandwidth(wrong)
+
+
+def gw_float_h(queries, keys, bandwidth):
+    h = float(bandwidth)  # cuts the gradient: exercise (c) can no longer learn h
+    return torch.softmax(-((queries[:, None] - keys[None, :]) ** 2) / (2 * h**2), dim=-1)
+
+
+def loo_item_h(x, bandwidth):
+    h = bandwidth.item() if isinstance(bandwidth, torch.Tensor) else bandwidth
+    return reference_loo_weights(x, h)
+
+
+def test_weights_must_stay_differentiable_in_a_tensor_bandwidth():
+    with pytest.raises(CheckFailed, match=r"gaussian_weights on a bandwidth given as a tensor.*float\(h\)"):
+        check_gaussian_weights(gw_float_h)
+    with pytest.raises(CheckFailed, match=r"loo_weights on a bandwidth given as a tensor.*cut the gradient"):
+        check_loo_weights(loo_item_h)
+
+
+def test_weights_reject_writing_into_the_queries():
+    def centres_in_place(queries, keys, bandwidth):
+        queries -= 0  # a no-op keeps them equal ...
+        queries.mul_(1.0)
+        out = reference_gaussian_weights(queries, keys, bandwidth)
+        queries.zero_()  # ... this does not
+        return out
+
+    with pytest.raises(CheckFailed, match="gaussian_weights wrote into its input `queries`"):
+        check_gaussian_weights(centres_in_place)
+
+
+def test_fit_bandwidth_accepts_numpy_scalars(capsys):
+    import numpy as np
+
+    h = check_fit_bandwidth(lambda x, y: np.float32(reference_bandwidth(x, y)))
+    assert isinstance(h, float)
+    with pytest.raises(CheckFailed, match="the bandwidth as a float"):
+        check_fit_bandwidth(lambda x, y: "0.3")

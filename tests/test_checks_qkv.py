@@ -140,3 +140,39 @@ def test_local_mask_accepts_reference_and_library(capsys):
 def test_local_mask_rejects(wrong, message):
     with pytest.raises(CheckFailed, match=message):
         check_local_mask(wrong)
+
+
+def st_in_place_after_softmax(scores):
+    soft = torch.softmax(scores, -1)
+    hard = F.one_hot(scores.argmax(-1), scores.shape[-1]).to(scores.dtype)
+    soft -= soft.detach()  # softmax saved its output for the backward pass: this breaks it
+    return hard + soft
+
+
+def test_straight_through_backward_error_is_guarded():
+    with pytest.raises(CheckFailed, match=r"the backward pass through straight_through raised RuntimeError.*"
+                                          r"Hint: your code changed in place a tensor that autograd saved"):
+        check_straight_through(st_in_place_after_softmax)
+
+
+def st_writes_scores(scores):
+    out = st_ok(scores)
+    with torch.no_grad():
+        scores.zero_()
+    return out
+
+
+def test_straight_through_rejects_writing_into_scores():
+    with pytest.raises(CheckFailed, match="straight_through wrote into its input `scores`"):
+        check_straight_through(st_writes_scores)
+
+
+def lm_python_ints_only(t_q, t_k, window):
+    if not all(type(n) is int for n in (t_q, t_k, window)):
+        raise TypeError("sizes must be int")
+    return lm_ok(t_q, t_k, window)
+
+
+def test_local_mask_includes_numpy_integers():
+    with pytest.raises(CheckFailed, match=r"local_mask raised TypeError: sizes must be int \[on t_q=5.*numpy integers"):
+        check_local_mask(lm_python_ints_only)

@@ -15,6 +15,7 @@ from course_lib.checks.scoring import (
     check_attention_layer,
     check_masked_softmax,
     check_scaled_dot_scores,
+    check_shared_key_scores,
 )
 
 
@@ -321,3 +322,49 @@ def test_attention_layer_rejects_stub_bug_and_mistakes():
     _fails(check_attention_layer, FlippedMaskLayer, "mask is flipped")
     _fails(check_attention_layer, OutFromInputLayer, "weights @ v")
     _fails(check_attention_layer, OnlyWeightsLayer, "tuple")
+
+
+# --------------------------------------------------------------------------------------------------
+# (b) scores with keys shared by all heads (multi-query)
+# --------------------------------------------------------------------------------------------------
+def sk_reference(q, k):
+    return q @ k.unsqueeze(-3).transpose(-2, -1) / math.sqrt(q.shape[-1])
+
+
+def test_shared_key_accepts_reference(capsys):
+    check_shared_key_scores(sk_reference)
+    check_shared_key_scores(lambda q, k: torch.einsum("...hqd,...kd->...hqk", q, k) / q.shape[-1] ** 0.5)
+    assert "all checks passed" in capsys.readouterr().out
+
+
+def test_shared_key_rejects_stub_and_mistakes():
+    _fails(check_shared_key_scores, _stub, "not implemented")
+    _fails(check_shared_key_scores, lambda q, k: q @ k.unsqueeze(-3).transpose(-2, -1), "no scaling")
+    _fails(check_shared_key_scores, lambda q, k: sk_reference(q, k) * math.sqrt(q.shape[-1]) / q.shape[-1],
+           "divided by d")
+    _fails(check_shared_key_scores, lambda q, k: sk_reference(q, k) / math.sqrt(q.shape[-3]), "H * d")
+    _fails(check_shared_key_scores, lambda q, k: sk_reference(q, k).softmax(-1), "returned the softmax")
+    _fails(check_shared_key_scores, lambda q, k: sk_reference(q, k).transpose(-2, -1), "transposed")
+    # a batch of one: squeeze() without an axis passes the other cases and is caught on case 3
+    message = _fails(check_shared_key_scores, lambda q, k: sk_reference(q, k).squeeze(), "case 3", "squeezed")
+    assert "Hint" in message
+    # unsqueeze(1) only works when there is exactly one leading axis
+    _fails(check_shared_key_scores, lambda q, k: q @ k.unsqueeze(1).transpose(-2, -1) / math.sqrt(q.shape[-1]),
+           "case 1", "k.unsqueeze(-3)")
+
+
+def test_shared_key_rejects_writing_into_q():
+    def scales_in_place(q, k):
+        q /= math.sqrt(q.shape[-1])
+        return q @ k.unsqueeze(-3).transpose(-2, -1)
+
+    _fails(check_shared_key_scores, scales_in_place, "wrote into its input `q`", "in place")
+
+
+def test_batch_of_one_cases_catch_squeeze():
+    def ms_squeezed(scores, valid_lens):
+        allowed = _allowed(scores, valid_lens)
+        filled = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+        return (torch.softmax(filled, dim=-1) * allowed).squeeze()
+
+    _fails(check_masked_softmax, ms_squeezed, "(1, 1, 4)", "axes of size 1 are gone")

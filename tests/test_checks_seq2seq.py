@@ -195,3 +195,19 @@ def test_cross_attention_mask(capsys):
     fails(check_cross_attention_mask, lambda lens, t, s: ~s2s.cross_attention_mask(lens, t, s), "inverted")
     fails(check_cross_attention_mask, lambda lens, t, s: torch.ones(len(lens), t, s, dtype=torch.bool), "cover")
     fails(check_cross_attention_mask, lambda lens, t, s: lengths_to_mask(lens, s), "shape")
+
+
+def _ignores_max_len(step, state, batch_size, bos_id, eos_id, max_len, pad_id=0):
+    """Loops until every row has emitted <eos>, whatever max_len says: never ends on a row without <eos>."""
+    prev = torch.full((batch_size,), bos_id)
+    rows, done = [], torch.zeros(batch_size, dtype=torch.bool)
+    while not done.all():
+        logits, state = step(prev, state)
+        prev = logits.argmax(-1)
+        rows.append(prev.masked_fill(done, pad_id))
+        done |= prev == eos_id
+    return torch.stack(rows, 1)
+
+
+def test_greedy_search_stops_a_loop_that_ignores_max_len():
+    fails(check_greedy_search, _ignores_max_len, r"called step more than max_len = 5 times.*for t in range\(max_len\)")

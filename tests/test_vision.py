@@ -88,7 +88,9 @@ def module_cases(c: int, r: int) -> list[tuple[str, Callable[[], nn.Module], int
         ("nonlocal", lambda: NonLocalBlock(c), 2 * c * c + 9 * c // 2, "residual"),
         ("nonlocal_subsample", lambda: NonLocalBlock(c, sub_sample=True), 2 * c * c + 9 * c // 2, "residual"),
         ("pam", lambda: PositionAttention(c, r), 2 * (c * (c // r) + c // r) + c * c + c + 1, "residual"),
-        ("sagan", lambda: SelfAttention2d(c, r), 2 * (c * (c // r) + c // r) + c * c + c + 1, "residual"),
+        ("sagan", lambda: SelfAttention2d(c, r), 4 * c * (c // r) + 1, "residual"),
+        ("sagan_port", lambda: SelfAttention2d(c, r, variant="port"), 2 * (c * (c // r) + c // r) + c * c + c + 1,
+         "residual"),
         ("cam_paper", lambda: ChannelSelfAttention(c, variant="paper"), 1, "residual"),
         ("cam_official", lambda: ChannelSelfAttention(c, variant="official"), 1, "residual"),
     ]
@@ -122,7 +124,8 @@ def test_sheet_headline_counts():
     assert eca_kernel_size(64) == 3 and n_params(ECA(64)) == 3
     assert n_params(NonLocalBlock(c)) == 2 * c * c + 4.5 * c
     assert n_params(PositionAttention(c)) == 1.25 * c * c + 1.25 * c + 1
-    assert n_params(SelfAttention2d(c)) == 1.25 * c * c + 1.25 * c + 1
+    assert n_params(SelfAttention2d(c)) == c * c / 2 + 1  # the paper: f, g, h C -> C/8 and W_v C/8 -> C
+    assert n_params(SelfAttention2d(c, variant="port")) == 1.25 * c * c + 1.25 * c + 1  # = PAM
     assert n_params(ChannelSelfAttention(c)) == 1
     assert n_params(PolarizedSelfAttention(c)) == 2 * c * c + 3 * c
     assert n_params(PolarizedSelfAttention(c, layout="sequential")) == 2 * c * c + 3 * c
@@ -138,6 +141,10 @@ def test_eca_kernel_size_rule(channels, k):
 
 def test_spectral_norm_keeps_sagan_count():
     assert n_params(SelfAttention2d(32, spectral_norm=True)) == n_params(SelfAttention2d(32))
+    assert n_params(SelfAttention2d(32, variant="port", spectral_norm=True)) == n_params(
+        SelfAttention2d(32, variant="port"))
+    x = image(2, 32, 7, 5)
+    assert SelfAttention2d(32, variant="port", spectral_norm=True)(x).shape == x.shape
     module = SelfAttention2d(32, spectral_norm=True)
     x = image(2, 32, 7, 5)
     assert module(x).shape == x.shape
@@ -421,7 +428,7 @@ def make_nontrivial(module: nn.Module) -> nn.Module:
     return module.double().eval()
 
 
-@pytest.mark.parametrize("case_id", ["nonlocal", "pam", "sagan"])
+@pytest.mark.parametrize("case_id", ["nonlocal", "pam", "sagan", "sagan_port"])
 def test_pixel_attention_is_permutation_equivariant(case_id):
     module = make_nontrivial(build(case_id)[0])
     x = image(2, 16, 7, 5).double()
@@ -793,3 +800,40 @@ def test_cuda_vit_matches_cpu():
     x = image(2, 1, 40, 40)
     expected = vit(x)
     torch.testing.assert_close(vit.to("cuda")(x.to("cuda")).cpu(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_sagan_paper_matches_its_equations():
+    """arXiv:1805.08318 Sec. 3: s_ij = f(x_i)^T g(x_j), beta_ji = softmax_i, o_j = W_v sum_i beta_ji h(x_i).
+
+    g is computed at the output pixel j (the module's ``query``), f at the pixels read (its ``key``)."""
+    torch.manual_seed(0)
+    module = SelfAttention2d(16, 4).double()
+    with torch.no_grad():
+        module.gamma.fill_(0.3)
+    x = image(2, 16, 5, 3).double()
+    w = {name: conv.weight[:, :, 0, 0] for name, conv in
+         (("f", module.key), ("g", module.query), ("h", module.value), ("v", module.out))}
+    assert w["h"].shape == (4, 16) and w["v"].shape == (16, 4)
+    flat = x.flatten(2)  # (B, C, N)
+    f, g, h = (w[k] @ flat for k in "fgh")  # (B, C/r, N) each
+    beta = torch.softmax(f.transpose(1, 2) @ g, dim=1)  # (B, N_i, N_j), softmax over i
+    o = w["v"] @ (h @ beta)  # (B, C, N_j)
+    expected = x + 0.3 * o.view_as(x)
+    y, weights = module(x, need_weights=True)
+    torch.testing.assert_close(y, expected)
+    torch.testing.assert_close(weights, beta.transpose(1, 2))
+
+
+def test_sagan_port_is_pam():
+    torch.manual_seed(0)
+    port, pam = SelfAttention2d(16, 4, variant="port"), PositionAttention(16, 4)
+    pam.load_state_dict(port.state_dict())
+    with torch.no_grad():
+        port.gamma.fill_(0.5)
+        pam.gamma.fill_(0.5)
+    x = image(2, 16, 4, 6)
+    torch.testing.assert_close(port(x), pam(x))
+    assert create_attention("sagan", 16, reduction=4).variant == "port"  # what the committed ablations used
+    assert create_attention("sagan", 16, reduction=4, variant="paper").variant == "paper"
+    with pytest.raises(ValueError, match=r"variant must be one of \('paper', 'port'\), got 'official'"):
+        SelfAttention2d(16, variant="official")

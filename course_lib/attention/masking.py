@@ -80,8 +80,9 @@ def causal_mask(t_q: int, t_k: int | None = None, *, device: torch.device | str 
 def local_mask(t_q: int, t_k: int, window: int, *, device: torch.device | str | None = None) -> Tensor:
     """(t_q, t_k) boolean band mask, True where |i - j| <= window: query i may attend to keys i-w..i+w.
 
-    Local (windowed) attention, Luong et al. 2015 (arXiv:1508.04025), Beltagy et al. 2020 (Longformer,
-    arXiv:2004.05150). Aligned top-left like ``causal_mask``; ``local_mask(t, t, w) & causal_mask(t)``
+    Sliding-window attention, as in Longformer (Beltagy et al. 2020, arXiv:2004.05150). Not Luong et al.'s
+    local attention (arXiv:1508.04025), which is cross-attention around an aligned or predicted source position
+    (lesson 04, section 6b). Aligned top-left like ``causal_mask``; ``local_mask(t, t, w) & causal_mask(t)``
     is the causal sliding window. Introduced in lesson 04.
 
     Args:

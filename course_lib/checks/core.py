@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import numbers
+import signal
+import threading
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 import torch
 
-__all__ = ["CheckFailed", "call_learner", "compare", "learner_frames", "passed", "require_callable"]
+__all__ = [
+    "CheckFailed",
+    "as_number",
+    "assert_unchanged",
+    "budget",
+    "call_learner",
+    "compare",
+    "learner_backward",
+    "learner_frames",
+    "passed",
+    "require_callable",
+    "snapshot_inputs",
+]
+
+
+#: Seconds a checker lets one call into learner code run before it reports a loop that never ends.
+DEFAULT_TIME_LIMIT = 60.0
 
 _LIBRARY = Path(__file__).resolve().parents[1]  # course_lib/
 _RED, _RESET = "\x1b[0;31m", "\x1b[0m"
@@ -82,18 +103,193 @@ def require_callable(answer: object, name: str) -> None:
         raise CheckFailed(f"{name} must be a function or class, got {type(answer).__name__}")
 
 
-def call_learner(fn: Callable[..., Any], *args: Any, name: str, **kwargs: Any) -> Any:
-    """Call the learner's code; turn any exception into a ``CheckFailed`` that says what happened."""
+class _OutOfBudget(BaseException):
+    """Raised inside learner code when it exceeds a step or time budget.
+
+    A BaseException, so that a learner's ``except Exception`` cannot swallow it; ``call_learner`` turns it
+    into a ``CheckFailed`` carrying ``message``.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+_alarm_active = False
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None, name: str) -> Iterator[None]:
+    """Interrupt the block after ``seconds`` (main thread on POSIX only; elsewhere the block runs unbounded)."""
+    global _alarm_active
+    usable = (seconds is not None and seconds > 0 and hasattr(signal, "setitimer") and not _alarm_active
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+    assert seconds is not None
+
+    def _on_alarm(signum: int, frame: FrameType | None) -> None:
+        raise _OutOfBudget(f"{name} did not finish within {seconds:g} s, so the check stopped it. Hint: a loop "
+                           f"that never ends? (a while loop whose exit condition never becomes true, or one that "
+                           f"ignores its length limit)")
+
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    _alarm_active = True
     try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        _alarm_active = False
+
+
+def budget(fn: Callable[..., Any], max_calls: int, message: str) -> Callable[..., Any]:
+    """Wrap ``fn`` (something the checker hands to learner code) so that call ``max_calls + 1`` stops the check.
+
+    ``message`` says what the learner's code did wrong (e.g. "greedy_search called step more than max_len
+    times"); it becomes the ``CheckFailed`` that ``call_learner`` raises.
+    """
+    calls = 0
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls > max_calls:
+            raise _OutOfBudget(message)
         return fn(*args, **kwargs)
+
+    return wrapped
+
+
+def _argument_names(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """(label, value) for each argument of a call: the parameter's name where the signature says it."""
+    try:
+        bound = inspect.signature(fn).bind_partial(*args, **kwargs)
+        pairs: list[tuple[str, Any]] = []
+        for key, value in bound.arguments.items():
+            kind = inspect.signature(fn).parameters[key].kind
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                pairs += [(f"{key}[{i}]", v) for i, v in enumerate(value)]
+            elif kind is inspect.Parameter.VAR_KEYWORD:
+                pairs += list(value.items())
+            else:
+                pairs.append((key, value))
+        return pairs
+    except (TypeError, ValueError):  # no signature (a builtin), or one that does not bind
+        return [(f"argument {i + 1}", a) for i, a in enumerate(args)] + list(kwargs.items())
+
+
+def snapshot_inputs(pairs: list[tuple[str, Any]]) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(label, the tensor itself, a copy) for every tensor among the arguments (and inside lists, tuples, dicts)."""
+    found: list[tuple[str, torch.Tensor, torch.Tensor]] = []
+
+    def visit(label: str, value: Any, depth: int) -> None:
+        if isinstance(value, torch.Tensor):
+            found.append((label, value, value.detach().clone()))
+        elif depth < 2 and isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                visit(f"{label}[{i}]", item, depth + 1)
+        elif depth < 2 and isinstance(value, dict):
+            for key, item in value.items():
+                visit(f"{label}[{key!r}]", item, depth + 1)
+
+    for label, value in pairs:
+        visit(label, value, 0)
+    return found
+
+
+def assert_unchanged(snapshot: list[tuple[str, torch.Tensor, torch.Tensor]], name: str) -> None:
+    """Raise ``CheckFailed`` if learner code wrote into a tensor it was given (compare with ``snapshot_inputs``)."""
+    for label, tensor, copy in snapshot:
+        now = tensor.detach()
+        if now.shape == copy.shape and now.dtype == copy.dtype:
+            same = (now == copy)
+            if now.is_floating_point() or now.is_complex():
+                same |= torch.isnan(now) & torch.isnan(copy)
+            if bool(same.all()):
+                continue
+            changed = int((~same).sum())
+            first = tuple(int(i) for i in (~same).nonzero()[0].tolist())
+            where = f"{changed} of {now.numel()} entries changed, the first at index {first}"
+        else:
+            where = f"it was {tuple(copy.shape)} {copy.dtype}, now {tuple(now.shape)} {now.dtype}"
+        raise CheckFailed(f"{name} wrote into its input `{label}` ({where}). The caller's tensors must not be "
+                          f"changed in place. Hint: an in-place operation (x += ..., x[...] = ..., masked_fill_, "
+                          f"an op ending in _) on an argument; work on a copy (x.clone()) or use the "
+                          f"out-of-place form (x = x + ..., masked_fill)")
+
+
+def _inplace_hint(exc: BaseException) -> str:
+    text = str(exc)
+    if "modified by an inplace operation" in text:
+        return (" Hint: your code changed in place a tensor that autograd saved for the backward pass; use the "
+                "out-of-place form (x = x * y, not x *= y; masked_fill, not masked_fill_)")
+    if "a leaf Variable that requires grad is being used in an in-place operation" in text:
+        return " Hint: an in-place operation on a tensor that requires grad; use the out-of-place form"
+    return ""
+
+
+def call_learner(fn: Callable[..., Any], *args: Any, name: str, time_limit: float | None = DEFAULT_TIME_LIMIT,
+                 check_inputs: bool = True, **kwargs: Any) -> Any:
+    """Call the learner's code; turn any exception into a ``CheckFailed`` that says what happened.
+
+    The call is bounded: after ``time_limit`` seconds (``None``: no limit) it is stopped with a message,
+    as is a callable wrapped in ``budget`` that is called too often. With ``check_inputs`` the tensors among
+    the arguments are compared before and after, and a call that wrote into one is rejected.
+    """
+    snapshot = snapshot_inputs(_argument_names(fn, args, kwargs)) if check_inputs else []
+    try:
+        with _time_limit(time_limit, name):
+            result = fn(*args, **kwargs)
+    except _OutOfBudget as exc:
+        raise CheckFailed(exc.message, learner_lines=learner_frames(exc.__traceback__)) from None
     except NotImplementedError:
         raise CheckFailed(f"{name} is not implemented yet: replace `raise NotImplementedError` with your "
                           f"code, run the cell, then run this check again") from None
     except CheckFailed:
         raise
     except Exception as exc:  # the learner's bug, reported rather than crashing the checker
-        raise CheckFailed(f"{name} raised {type(exc).__name__}: {exc}",
+        raise CheckFailed(f"{name} raised {type(exc).__name__}: {exc}{_inplace_hint(exc)}",
                           learner_lines=learner_frames(exc.__traceback__)) from None
+    assert_unchanged(snapshot, name)
+    return result
+
+
+def learner_backward(output: torch.Tensor, name: str, upstream: torch.Tensor | None = None) -> None:
+    """Run the backward pass through the learner's graph inside the guard (its errors become ``CheckFailed``)."""
+    def run() -> None:
+        loss = output.sum() if upstream is None else (output * upstream).sum()
+        loss.backward()
+
+    call_learner(run, name=f"the backward pass through {name}", check_inputs=False)
+
+
+def as_number(value: Any, name: str, case: str = "", integer: bool = False, what: str = "") -> float | int:
+    """The learner's scalar answer as a Python number: accepts int, float, numpy scalars and one-element tensors.
+
+    With ``integer`` the value must be a whole number (3.0 and numpy.int64(3) are accepted as 3). A bool, a
+    string or a tensor with several elements is a ``CheckFailed`` that says what came back.
+    """
+    where = f" on {case}" if case else ""
+    got = value
+    if isinstance(got, torch.Tensor) or (hasattr(got, "shape") and hasattr(got, "item")):  # tensor or numpy array
+        size = got.numel() if isinstance(got, torch.Tensor) else int(getattr(got, "size", 2))
+        if size != 1:
+            raise CheckFailed(f"{name}{where} should return one number, got an array of shape {tuple(got.shape)}")
+        got = got.item()
+    if isinstance(got, bool) or not isinstance(got, numbers.Real):
+        kind = what or ("an int (a whole number)" if integer else "a float")
+        raise CheckFailed(f"{name}{where} should return {kind} (it must return a number), got "
+                          f"{type(value).__name__} {value!r}")
+    if integer:
+        if isinstance(got, numbers.Integral):
+            return int(got)
+        if float(got).is_integer():
+            return int(float(got))
+        raise CheckFailed(f"{name}{where} should return an int (a whole number), got {got!r}")
+    return float(got)
 
 
 def _as_tensor(value: Any, name: str) -> torch.Tensor:
@@ -136,7 +332,10 @@ def compare(
                 raise CheckFailed(f"{name}{where} is wrong (shape {tuple(got_t.shape)}, expected "
                                   f"{tuple(expected.shape)}). Hint: {hint}")
         hint = ""
-        if got_t.numel() == expected.numel():
+        if got_t.numel() == expected.numel() and 1 in expected.shape and got_t.shape == expected.squeeze().shape:
+            hint = (". Hint: the axes of size 1 are gone (a batch of one, one query?): .squeeze() without an axis "
+                    "removes every axis of size 1; name the axis, e.g. .squeeze(-1)")
+        elif got_t.numel() == expected.numel():
             hint = " (same number of elements: a reshape or transpose is missing or in the wrong place?)"
         raise CheckFailed(f"{name}{where}: expected shape {tuple(expected.shape)}, got {tuple(got_t.shape)}{hint}")
     if got_t.is_floating_point() and torch.isnan(got_t).any() and not torch.isnan(expected).any():
@@ -144,9 +343,25 @@ def compare(
                           f"minus -inf?)")
     if _close(got_t, expected, atol, rtol):
         return
-    for hint, wrong in (mistakes or {}).items():
-        if _close(got_t, wrong.detach(), atol, rtol):
-            raise CheckFailed(f"{name}{where} is wrong. Hint: {hint}")
-    diff = (got_t.to(torch.float64) - expected.to(torch.float64)).abs().max().item()
-    raise CheckFailed(f"{name}{where} is wrong: largest difference from the reference is {diff:.3g}.\n"
-                      f"expected:\n{expected}\ngot:\n{got_t}")
+    matched = [hint for hint, wrong in (mistakes or {}).items() if _close(got_t, wrong.detach(), atol, rtol)]
+    if len(matched) == 1:
+        raise CheckFailed(f"{name}{where} is wrong. Hint: {matched[0]}")
+    if matched:  # two mistakes give the same result here: name both rather than guess
+        listed = "; or ".join(f"({i + 1}) {hint}" for i, hint in enumerate(matched))
+        raise CheckFailed(f"{name}{where} is wrong, and on this case it matches more than one known mistake. "
+                          f"Hint: {listed}")
+    gap = (got_t.to(torch.float64) - expected.to(torch.float64)).abs()
+    if torch.isnan(gap).any():  # NaN where the reference has a number: that is the place to show
+        flat = int(torch.isnan(gap).flatten().nonzero()[0])
+        diff = float("nan")
+    else:
+        flat = int(gap.flatten().argmax())
+        diff = gap.flatten()[flat].item()
+    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), gap.shape)) if gap.dim() else ()
+    n_wrong = int((~torch.isclose(got_t.to(torch.float64), expected.to(torch.float64), atol=atol, rtol=rtol)).sum())
+    detail = (f"expected:\n{expected}\ngot:\n{got_t}" if expected.numel() <= 64 else
+              "(the tensors are too large to print; compare them at that index)")
+    got_at, expected_at = got_t.flatten()[flat].item(), expected.flatten()[flat].item()
+    raise CheckFailed(f"{name}{where} is wrong: largest difference from the reference is {diff:.3g}, at index "
+                      f"{index} (got {got_at:.4g}, expected {expected_at:.4g}); {n_wrong} of {expected.numel()} "
+                      f"entries differ. No known mistake matches this result.\n{detail}")

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from course_lib.checks.core import CheckFailed, call_learner, compare, passed, require_callable
+from course_lib.checks.core import CheckFailed, as_number, call_learner, compare, passed, require_callable
 
 __all__ = [
     "reference_online_softmax_update",
@@ -191,10 +191,7 @@ def check_naive_attention_bytes(fn: Callable[..., Any]) -> None:
         case = f"B={batch}, H={heads}, N_q={n_q}, N_k={n_k}, dtype={dtype}"
         got = call_learner(fn, batch, heads, n_q, n_k, dtype, name=name)
         expected = reference_naive_attention_bytes(batch, heads, n_q, n_k, dtype)
-        if isinstance(got, Tensor) and got.numel() == 1:
-            got = got.item()
-        if isinstance(got, bool) or not isinstance(got, (int, float)):
-            raise CheckFailed(f"{name} on {case} must return a number of bytes (an int), got {type(got).__name__}")
+        got = as_number(got, name, case, integer=True)  # a number of bytes: int, numpy int or whole float
         if got == expected:
             continue
         elements = batch * heads * n_q * n_k

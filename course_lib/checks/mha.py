@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from course_lib.attention import MultiHeadAttention, masked_softmax
-from course_lib.checks.core import CheckFailed, call_learner, compare, passed, require_callable
+from course_lib.checks.core import as_number, call_learner, compare, passed, require_callable
 
 __all__ = ["check_split_heads", "check_merge_heads", "check_mha_param_count", "check_mha_forward"]
 
@@ -76,12 +76,7 @@ def check_mha_param_count(mha_param_count: Callable[..., int]) -> None:
                                              (12, 3, None, None, False), (16, 4, 6, 10, True), (20, 5, 3, 7, False)):
         case = f"d_model={d_model}, num_heads={heads}, kdim={kdim}, vdim={vdim}, bias={bias}"
         got = call_learner(mha_param_count, d_model, heads, kdim=kdim, vdim=vdim, bias=bias, name="mha_param_count")
-        if isinstance(got, Tensor):
-            got = got.item()
-        if isinstance(got, float) and got.is_integer():
-            got = int(got)
-        if not isinstance(got, int) or isinstance(got, bool):
-            raise CheckFailed(f"mha_param_count on {case} should return an int, got {got!r}")
+        got = as_number(got, "mha_param_count", case, integer=True)  # int, numpy int, or a whole float
         with torch.random.fork_rng(devices=[]):
             module = MultiHeadAttention(d_model, heads, bias=bias, kdim=kdim, vdim=vdim)
         expected = sum(p.numel() for p in module.parameters())

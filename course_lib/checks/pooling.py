@@ -13,7 +13,15 @@ import torch
 from torch import Tensor
 
 from course_lib.attention import masked_softmax, nadaraya_watson
-from course_lib.checks.core import CheckFailed, call_learner, compare, passed, require_callable
+from course_lib.checks.core import (
+    CheckFailed,
+    as_number,
+    call_learner,
+    compare,
+    learner_backward,
+    passed,
+    require_callable,
+)
 from course_lib.data.regression import RegressionProblem, regression_problem
 
 __all__ = [
@@ -109,9 +117,35 @@ def check_gaussian_weights(gaussian_weights: Callable[[Tensor, Tensor, float], T
             "you used the distance |q - k| where the Gaussian needs the squared distance (q - k)^2":
                 torch.softmax(-d2.sqrt() / (2 * h**2), dim=-1),
         }
-        got = call_learner(gaussian_weights, queries.clone(), keys.clone(), h, name="gaussian_weights")
+        got = call_learner(gaussian_weights, queries, keys, h, name="gaussian_weights")
         compare(got, expected, "gaussian_weights", case=case, mistakes=mistakes)
+    queries, keys = torch.linspace(0, 4, 5), torch.linspace(0.5, 4.5, 7)
+    _check_learnable_bandwidth(lambda h: call_learner(gaussian_weights, queries, keys, h, name="gaussian_weights"),
+                               lambda h: reference_gaussian_weights(queries, keys, h), "gaussian_weights")
     passed("gaussian_weights")
+
+
+def _check_learnable_bandwidth(run: Callable[[Tensor], Tensor], reference: Callable[[Tensor], Tensor],
+                               name: str) -> None:
+    """The bandwidth may be a tensor that requires grad (exercise (c) learns it): the weights must stay
+    differentiable in h, with the reference's gradient."""
+    h = torch.tensor(0.8, requires_grad=True)
+    case = "a bandwidth given as a tensor that requires grad, h = tensor(0.8)"
+    got = run(h)
+    if not isinstance(got, Tensor):
+        raise CheckFailed(f"{name} on {case} should return a tensor, got {type(got).__name__}")
+    compare(got.detach(), reference(h).detach(), name, case=case)
+    if not got.requires_grad:
+        raise CheckFailed(f"{name} on {case}: the weights do not depend on h for autograd, so exercise (c) could "
+                          f"not learn it. Hint: keep h a tensor; float(h), h.item() or math.exp/math.sqrt on h "
+                          f"cut the gradient (use torch functions or plain arithmetic on the tensor)")
+    upstream = torch.linspace(-1.0, 1.0, got.numel()).reshape(got.shape)
+    learner_backward(got, name, upstream)
+    h_ref = torch.tensor(0.8, requires_grad=True)
+    (reference(h_ref) * upstream).sum().backward()
+    assert h_ref.grad is not None
+    got_grad = h.grad if h.grad is not None else torch.zeros(())
+    compare(got_grad, h_ref.grad, f"{name} (gradient with respect to h)", case=case, atol=1e-4)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -143,8 +177,11 @@ def check_loo_weights(loo_weights: Callable[[Tensor, float], Tensor]) -> None:
             "again": kept.masked_fill(eye, 0.0),
             "the softmax runs over the wrong axis: normalise each row (dim=-1)": masked_softmax(scores.T, mask=~eye).T,
         }
-        got = call_learner(loo_weights, x.clone(), h, name="loo_weights")
+        got = call_learner(loo_weights, x, h, name="loo_weights")
         compare(got, expected, "loo_weights", case=case, mistakes=mistakes)
+    x = torch.linspace(0, 3, 6)
+    _check_learnable_bandwidth(lambda h: call_learner(loo_weights, x, h, name="loo_weights"),
+                               lambda h: reference_loo_weights(x, h), "loo_weights")
     passed("loo_weights")
 
 
@@ -164,13 +201,7 @@ def check_fit_bandwidth(fit_bandwidth: Callable[[Tensor, Tensor], float | Tensor
     for seed in seeds:
         problem = regression_problem(seed)
         got = call_learner(fit_bandwidth, problem.x_train.clone(), problem.y_train.clone(), name="fit_bandwidth")
-        if isinstance(got, Tensor):
-            if got.numel() != 1:
-                raise CheckFailed(f"fit_bandwidth should return one number h, got a tensor of shape {tuple(got.shape)}")
-            got = got.detach().item()
-        if isinstance(got, bool) or not isinstance(got, (int, float)):
-            raise CheckFailed(f"fit_bandwidth should return the bandwidth as a float, got {type(got).__name__}")
-        h = float(got)
+        h = as_number(got, "fit_bandwidth", f"the problem with seed {seed}", what="the bandwidth as a float")
         case = f"the problem with seed {seed}"
         if not math.isfinite(h):
             raise CheckFailed(f"fit_bandwidth returned {h} on {case}: the training diverged (learning rate too large?)")

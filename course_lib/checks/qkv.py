@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from course_lib.attention import local_mask, masked_softmax
-from course_lib.checks.core import CheckFailed, call_learner, compare, passed, require_callable
+from course_lib.checks.core import CheckFailed, call_learner, compare, learner_backward, passed, require_callable
 from course_lib.hard import hard_argmax, straight_through
 
 __all__ = ["check_hard_attention", "check_straight_through", "check_local_mask"]
@@ -94,7 +95,7 @@ def check_straight_through(straight_through_fn: Callable[[Tensor], Tensor]) -> N
             raise CheckFailed(f"straight_through on {case}: no gradient reaches the scores (the result does not "
                               f"require grad). Hint: the one-hot alone has no gradient; add the soft weights and "
                               f"subtract their detached copy: hard + soft - soft.detach()")
-        (got * upstream).sum().backward()
+        learner_backward(got, "straight_through", upstream)
         grad = scores.grad if scores.grad is not None else torch.zeros_like(base)
         reference = base.clone().requires_grad_(True)
         (straight_through(reference) * upstream).sum().backward()
@@ -135,6 +136,15 @@ def check_local_mask(local_mask_fn: Callable[[int, int, int], Tensor]) -> None:
             "your window only looks back (j <= i); local attention here is two-sided, |i - j| <= window":
                 (offsets >= 0) & (offsets <= window),
         })
+    # sizes that come from numpy (np.int64, e.g. from an array's shape arithmetic) are integers too
+    try:
+        got = call_learner(local_mask_fn, np.int64(5), np.int64(6), np.int64(1), name="local_mask")
+    except CheckFailed as failure:
+        if "not implemented" in str(failure):
+            raise
+        raise CheckFailed(f"{failure} [on t_q=5, t_k=6, window=1 given as numpy integers (np.int64)]. Hint: accept "
+                          f"any integer type, e.g. convert with int(window)", failure.learner_lines) from None
+    compare(got, local_mask(5, 6, 1), "local_mask", "t_q, t_k, window given as numpy integers (np.int64)")
     # the mask must be usable: every row of a square band keeps its diagonal
     weights = masked_softmax(torch.zeros(4, 4), mask=call_learner(local_mask_fn, 4, 4, 1, name="local_mask"))
     if not torch.allclose(weights.sum(-1), torch.ones(4)):

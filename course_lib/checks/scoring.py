@@ -27,6 +27,7 @@ from course_lib.checks.core import CheckFailed, call_learner, compare, passed, r
 __all__ = [
     "check_masked_softmax",
     "check_scaled_dot_scores",
+    "check_shared_key_scores",
     "check_additive_scores",
     "check_attention_layer",
 ]
@@ -56,6 +57,7 @@ _MASK_CASES = (
     (2, 3, 5, [2, 4]),
     (3, 4, 6, [6, 1, 3]),
     (3, 2, 4, [0, 3, 0]),
+    (1, 1, 4, [3]),  # a batch of one with one query: .squeeze() without an axis breaks here
 )
 
 
@@ -153,6 +155,55 @@ def check_scaled_dot_scores(scores_fn: Callable[[Tensor, Tensor], Tensor]) -> No
     passed(name)
 
 
+_SHARED_KEY_CASES = (
+    # (leading shape, heads H, T_q, T_k, d): sizes all different so that each wrong scale gives another number
+    ((), 2, 3, 5, 4),
+    ((2,), 3, 4, 6, 8),
+    ((1,), 1, 1, 5, 6),  # a batch of one, one head, one query: .squeeze() without an axis breaks here
+    ((2, 2), 4, 3, 7, 9),
+)
+
+
+def check_shared_key_scores(scores_fn: Callable[[Tensor, Tensor], Tensor]) -> None:
+    """Check ``scores_fn(q, k)``: q (..., H, T_q, d), k (..., T_k, d) shared by the H heads -> (..., H, T_q, T_k).
+
+    The scaled dot-product scores of multi-query attention (Shazeer 2019, arXiv:1911.02150): every head has
+    its own queries, all heads read the same keys. Introduced in lesson 03.
+    """
+    name = "shared_key_scores"
+    require_callable(scores_fn, name)
+    for index, (lead, heads, t_q, t_k, d) in enumerate(_SHARED_KEY_CASES):
+        gen = _generator(40 + index)
+        q = torch.randn(*lead, heads, t_q, d, generator=gen)
+        k = torch.randn(*lead, t_k, d, generator=gen)
+        case = f"case {index + 1} (q {tuple(q.shape)}, k {tuple(k.shape)})"
+        try:
+            result = call_learner(scores_fn, q, k, name=name)
+        except CheckFailed as failure:
+            if "not implemented" in str(failure) or "wrote into" in str(failure):
+                raise
+            raise CheckFailed(f"{failure} [{case}]. Hint: give the keys a head axis of size 1 just before their "
+                              f"last two axes, k.unsqueeze(-3), and swap k's last two axes with "
+                              f"transpose(-2, -1); counting axes from the end works for any leading shape") from None
+        got = _tensor(result, name, case)
+        raw = q @ k.unsqueeze(-3).transpose(-2, -1)  # (..., H, T_q, T_k), unscaled
+        expected = raw / math.sqrt(d)
+        mistakes = {
+            "no scaling: divide q k^T by sqrt(d), d = q.shape[-1]": raw,
+            "you divided by d; divide by sqrt(d)": raw / d,
+            "the scale uses the number of keys; it uses the query/key size d = q.shape[-1]": raw / math.sqrt(t_k),
+            "the scale uses H * d, the size of all heads together; each head's scores use its own d":
+                raw / math.sqrt(heads * d),
+            "you returned the softmax; return the raw scores (the softmax comes later)":
+                torch.softmax(expected, dim=-1),
+            "the result is transposed (keys x queries): compute q @ k^T, not k @ q^T": expected.transpose(-2, -1),
+            "you squeezed away an axis of size 1 (a batch of one, one head or one query): .squeeze() without an "
+            "axis removes every such axis; name the axis, or index with k[..., None, :, :]": expected.squeeze(),
+        }
+        compare(got, expected, name, case=case, mistakes=mistakes)
+    passed(name)
+
+
 # --------------------------------------------------------------------------------------------------
 # (c) additive (Bahdanau) scores
 # --------------------------------------------------------------------------------------------------
@@ -161,6 +212,7 @@ _ADDITIVE_CASES = (
     (2, 3, 5, 4, 6, 8),
     (3, 1, 7, 5, 3, 6),
     (2, 4, 4, 3, 3, 5),  # square: a (T_k, T_q) layout has the right shape here
+    (1, 1, 5, 4, 6, 3),  # a batch of one with one query: .squeeze() without an axis breaks here
 )
 
 
@@ -238,6 +290,7 @@ _LAYER_CASES = (
     (2, 5, 8, None),
     (2, 5, 8, [3, 5]),
     (3, 4, 6, [1, 4, 2]),
+    (1, 4, 6, [3]),  # a batch of one
 )
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from course_lib.attention import AdditiveScores, causal_mask, lengths_to_mask, masked_softmax
-from course_lib.checks.core import CheckFailed, call_learner, compare, passed, require_callable
+from course_lib.checks.core import CheckFailed, budget, call_learner, compare, passed, require_callable
 from course_lib.seq2seq import (
     LENGTH_BUCKETS,
     accuracy_by_length,
@@ -145,7 +145,10 @@ def check_greedy_search(fn: Callable[..., Tensor]) -> None:
     for label, script, max_len in cases:
         expected = _expected_greedy(script, eos, pad, max_len)
         step = _ScriptedStep(script, vocab, feed_check=True)
-        got = call_learner(fn, step, 0, len(script), bos, eos, max_len, pad, name="greedy_search")
+        bounded = budget(step, max_len, f"greedy_search on {label} called step more than max_len = {max_len} "
+                         f"times, so the check stopped it. Hint: the loop must end after max_len steps even when "
+                         f"a row never emits <eos> (for t in range(max_len), not while not finished.all())")
+        got = call_learner(fn, bounded, 0, len(script), bos, eos, max_len, pad, name="greedy_search")
         if not step.fed or step.fed[0] != [bos] * len(script):
             raise CheckFailed(f"greedy_search on {label}: the first call to step must be fed <bos> (id {bos}) "
                               f"for every row, got {step.fed[0] if step.fed else 'no call at all'}")
@@ -219,7 +222,7 @@ def check_additive_attention_step(fn: Callable[..., tuple[Tensor, Tensor]]) -> N
     """``fn(scorer, query, keys, mask) -> (context, weights)`` for one decoder step. Introduced in lesson 08."""
     require_callable(fn, "attention_step")
     torch.manual_seed(11)
-    for batch, s, h in ((3, 5, 4), (2, 7, 6), (4, 3, 8)):
+    for batch, s, h in ((3, 5, 4), (2, 7, 6), (4, 3, 8), (1, 4, 5)):  # the last: a batch of one
         scorer = AdditiveScores(h, h, 5)
         query, keys = torch.randn(batch, h), torch.randn(batch, s, h)
         lens = torch.randint(1, s + 1, (batch,))
@@ -263,7 +266,7 @@ def check_general_scores(fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None
     """``fn(query (B, H_q), keys (B, S, H_k), weight (H_q, H_k)) -> (B, S)``. Introduced in lesson 08."""
     require_callable(fn, "general_scores")
     gen = torch.Generator().manual_seed(5)
-    for batch, s, hq, hk in ((3, 5, 4, 4), (2, 6, 3, 5), (4, 2, 6, 2)):
+    for batch, s, hq, hk in ((3, 5, 4, 4), (2, 6, 3, 5), (4, 2, 6, 2), (1, 4, 3, 5)):  # the last: a batch of one
         query, keys = torch.randn(batch, hq, generator=gen), torch.randn(batch, s, hk, generator=gen)
         weight = torch.randn(hq, hk, generator=gen)
         case = f"query {tuple(query.shape)}, keys {tuple(keys.shape)}, weight {tuple(weight.shape)}"

@@ -18,7 +18,8 @@ class PositionAttention(KeyMassMap, nn.Module):
 
     Args:
         channels: C, the input's channels.
-        reduction: r, queries and keys have C // r channels (8 in the paper).
+        reduction: r, queries and keys have C // r channels (8 in the official code, junfu1115/DANet; the
+            paper writes B and C with C channels, no reduction).
     """
 
     _who = "PositionAttention"

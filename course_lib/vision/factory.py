@@ -28,6 +28,13 @@ def _spatial_gate(channels: int, **kwargs: Any) -> nn.Module:
     return SpatialGate(**kwargs)  # the spatial gate works for any number of channels
 
 
+def _sagan(channels: int, **kwargs: Any) -> nn.Module:
+    # "sagan" by name builds the PyTorch-port variant (= PAM), the configuration the committed ablations
+    # (benchmarks/results/vision_ablation.csv) and lesson 14's necks were run with; pass variant="paper"
+    # for the paper's layer. SelfAttention2d itself defaults to "paper".
+    return SelfAttention2d(channels, **{"variant": "port", **kwargs})
+
+
 _FACTORIES: dict[str, Callable[..., nn.Module]] = {
     "se": SEBlock,
     "cbam": CBAM,
@@ -39,7 +46,7 @@ _FACTORIES: dict[str, Callable[..., nn.Module]] = {
     "pam": PositionAttention,
     "cam": ChannelSelfAttention,
     "psa": PolarizedSelfAttention,
-    "sagan": SelfAttention2d,
+    "sagan": _sagan,
 }
 ATTENTION_NAMES = tuple(_FACTORIES)
 
