@@ -17,7 +17,7 @@ export PYTHONHASHSEED := 0
 # Notebook kernels draw inline so that figures are stored as images; unit tests use Agg (conftest.py).
 export MPLBACKEND := module://matplotlib_inline.backend_inline
 
-.PHONY: help venv trust lab test unit nbval sync exercises execute bench ablation kvbench summarise-bench detection-ablation ner-bench constraints clean
+.PHONY: help venv trust lab test unit nbval sync exercises execute bench ablation kvbench summarise-bench detection-ablation ner-bench generation-bench constraints clean
 
 help:
 	@echo "make lab        set up the environment and open JupyterLab on the first lesson (serving the course root)"
@@ -28,6 +28,7 @@ help:
 	@echo "make ablation   re-run the vision ablation (about 20 minutes) into benchmarks/results/"
 	@echo "make kvbench    lesson 17's KV-cache benchmark; make summarise-bench: lesson 11's models over 3 seeds"
 	@echo "make detection-ablation  lesson 14's detector necks and keypoint heads over 3 seeds (about 20 minutes)"
+	@echo "make ner-bench, make generation-bench: lessons 10 and 15's longer runs"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -107,6 +108,11 @@ summarise-bench: $(STAMP)
 # benchmarks/results/detection_ablation.csv).
 detection-ablation: $(STAMP)
 	$(BIN)/python benchmarks/detection_ablation.py --threads 1
+
+# Lesson 15's GAN with and without self-attention (2 seeds) and RAM against its controls (about 20 minutes,
+# one thread; benchmarks/results/generation_glimpses.csv).
+generation-bench: $(STAMP)
+	$(BIN)/python benchmarks/generation_glimpses.py --threads 1
 
 constraints: $(STAMP)
 	(echo "# Exact versions the course was tested with (pip install -c constraints.txt). Regenerate: make constraints"; \
