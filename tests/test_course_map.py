@@ -36,3 +36,15 @@ def test_every_lesson_has_a_measured_run_time():
     timings = (ROOT / "docs" / "lesson_timings.csv").read_text()
     missing = [nn for nn in sorted(EXISTING) if f"notebooks/{nn}_" not in timings]
     assert not missing, f"docs/lesson_timings.csv has no row for lessons {missing}: run make execute"
+
+
+def test_every_measured_notebook_is_within_the_budget():
+    """The course's budget, 120 s and 2 GiB on one thread of the 2-core machine, as `make execute` measured it."""
+    import csv
+
+    with (ROOT / "docs" / "lesson_timings.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert rows
+    over = [(r["notebook"], r["seconds"], r["peak_mib"]) for r in rows
+            if float(r["seconds"]) > 120 or float(r["peak_mib"]) > 2048]
+    assert not over, f"over 120 s or 2 GiB: {over}"
