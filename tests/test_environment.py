@@ -67,3 +67,11 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make lab" in readme
     assert re.search(r"^make test$", ci, re.M)
+
+
+def test_nbval_waits_for_a_busy_kernels_output():
+    """conftest.py raises nbval's 5 s wait between output messages, which failed cells on a loaded machine."""
+    from nbval.plugin import IPyNbCell
+
+    assert IPyNbCell.__init__.__name__ == "_patient_init"
+    assert "NBVAL_OUTPUT_TIMEOUT_S = 60" in (ROOT / "conftest.py").read_text()
