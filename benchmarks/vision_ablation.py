@@ -9,7 +9,10 @@ Every run trains ``course_lib.vision_train.HostCNN(module)`` (the module on the 
 residual blocks, before the add) with the same data, schedule and seeds, then measures test accuracy,
 parameters, seconds per epoch and, for modules with a spatial map, the fraction of the first
 module's map (20x20) inside the digit's box (``attention_box_mass``; a uniform map scores the
-``chance_mass`` column). Results go to ``benchmarks/results/vision_ablation.csv``, one row per module:
+``chance_mass`` column; meaningful for softmax maps, which sum to 1, not for sigmoid gates) and the
+box AUC of the same map (``attention_box_auc``: the probability that a random box pixel gets a higher map value
+than a random pixel outside, 0.5 = no preference; it uses only the order of the values, so it compares gates
+and softmax maps on one scale). Results go to ``benchmarks/results/vision_ablation.csv``, one row per module:
 means and standard deviations over seeds (sample std, ddof=1), and the per-seed accuracies.
 """
 
@@ -33,6 +36,7 @@ from course_lib.data.digits import make_cluttered_digits  # noqa: E402
 from course_lib.device import set_seed  # noqa: E402
 from course_lib.vision_train import (  # noqa: E402
     HostCNN,
+    attention_box_auc,
     attention_box_mass,
     count_parameters,
     evaluate_classifier,
@@ -41,7 +45,8 @@ from course_lib.vision_train import (  # noqa: E402
 
 MODULES = ("baseline", "se", "cbam", "yolo_sam", "eca", "nonlocal", "pam", "cam", "psa", "sagan")
 FIELDS = ["module", "params", "extra_params", "test_acc_mean", "test_acc_std", "acc_delta_vs_baseline",
-          "test_acc_per_seed", "sec_per_epoch", "box_mass_mean", "box_mass_std", "chance_mass", "seeds", "epochs",
+          "test_acc_per_seed", "sec_per_epoch", "box_auc_mean", "box_auc_std", "box_mass_mean", "box_mass_std",
+          "chance_mass", "seeds", "epochs",
           "n_train", "n_test", "threads"]
 
 
@@ -92,7 +97,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
                                        seed=seed, progress=False)
             acc = evaluate_classifier(model, test)["accuracy"]
             mass = attention_box_mass(model, test)
-            runs[name].append({"acc": acc, "mass": mass, "params": count_parameters(model),
+            auc = attention_box_auc(model, test)
+            runs[name].append({"acc": acc, "mass": mass, "auc": auc, "params": count_parameters(model),
                                "sec": statistics.mean(history["epoch_seconds"])})
             bar.set_postfix(module=name, seed=seed, acc=f"{acc:.3f}")
             bar.update()
@@ -105,6 +111,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     for name, results in runs.items():
         accs = [r["acc"] for r in results]
         masses = [r["mass"] for r in results if r["mass"] is not None]
+        aucs = [r["auc"] for r in results if r["auc"] is not None]
         rows.append({
             "module": name,
             "params": results[0]["params"],
@@ -114,6 +121,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
             "acc_delta_vs_baseline": "" if base_acc is None else round(statistics.mean(accs) - base_acc, 4),
             "test_acc_per_seed": ";".join(f"{a:.4f}" for a in accs),
             "sec_per_epoch": round(statistics.mean(r["sec"] for r in results), 2),
+            "box_auc_mean": round(statistics.mean(aucs), 4) if aucs else "",
+            "box_auc_std": round(_std(aucs), 4) if aucs else "",
             "box_mass_mean": round(statistics.mean(masses), 4) if masses else "",
             "box_mass_std": round(_std(masses), 4) if masses else "",
             "chance_mass": round(chance, 4),
@@ -130,13 +139,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
         writer.writerows(rows)
 
     print(f"\n{'module':<10} {'params':>7} {'extra':>6} {'test acc':>16} {'delta':>7} {'s/epoch':>8} "
-          f"{'mass in box':>16}")
+          f"{'box AUC':>16} {'mass in box':>16}")
     for r in rows:
         acc_text = f"{r['test_acc_mean']:.3f} ± {r['test_acc_std']:.3f}"
         mass_text = f"{r['box_mass_mean']:.3f} ± {r['box_mass_std']:.3f}" if r["box_mass_mean"] != "" else "-"
+        auc_text = f"{r['box_auc_mean']:.3f} ± {r['box_auc_std']:.3f}" if r["box_auc_mean"] != "" else "-"
         delta = f"{r['acc_delta_vs_baseline']:+.3f}" if r["acc_delta_vs_baseline"] != "" else "-"
         print(f"{r['module']:<10} {r['params']:>7} {r['extra_params']:>6} {acc_text:>16} {delta:>7} "
-              f"{r['sec_per_epoch']:>8} {mass_text:>16}")
+              f"{r['sec_per_epoch']:>8} {auc_text:>16} {mass_text:>16}")
     print(f"chance mass in box (uniform map): {chance:.3f}; wrote {args.out}; "
           f"total {time.perf_counter() - start:.0f} s with {torch.get_num_threads()} thread(s)")
     return rows

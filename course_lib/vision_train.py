@@ -4,8 +4,9 @@
 residual branch of each residual block, after the last conv + BN and before the add, as SE-ResNet and
 CBAM do (Hu et al. 2018, arXiv:1709.01507); ``attention=None`` is the baseline. ``train_classifier`` and
 ``evaluate_classifier`` are the plain loop the lessons and ``benchmarks/vision_ablation.py`` share;
-``attention_box_mass`` measures how much of the first module's spatial map falls inside the digit's box.
-Introduced in lesson 12.
+``attention_box_mass`` measures how much of the first module's spatial map falls inside the digit's box, and
+``attention_box_auc`` how well the map ranks box positions above the rest (``box_auc``), a reading that means the
+same for sigmoid gates and softmax maps. Introduced in lesson 12.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from course_lib._validate import check_int, positive_int
+from course_lib._validate import check_int, check_tensor, positive_int
 from course_lib.data.digits import box_mass
 from course_lib.vision import ATTENTION_NAMES, create_attention, has_spatial_map, spatial_maps_in_model
 
 __all__ = [
     "ResidualBlock", "HostCNN", "count_parameters", "train_classifier", "evaluate_classifier", "attention_box_mass",
+    "box_auc", "attention_box_auc",
 ]
 
 
@@ -195,16 +197,83 @@ def train_classifier(model: nn.Module, data: Any, *, epochs: int = 5, batch_size
     return history
 
 
-@torch.no_grad()
-def attention_box_mass(model: HostCNN, data: Any, *, which: int = 0, batch_size: int = 256,
-                       device: torch.device | str | None = None) -> float | None:
-    """Mean fraction of the spatial map of attention module ``which`` (0 = highest resolution) inside the digit's box.
+def _canvas_hw(canvas_size: object, h: int, w: int) -> tuple[int, int]:
+    if canvas_size is None:
+        return h, w
+    if isinstance(canvas_size, (tuple, list)) and len(canvas_size) == 2:
+        return check_int("canvas_size[0]", canvas_size[0], minimum=1), check_int("canvas_size[1]", canvas_size[1],
+                                                                                 minimum=1)
+    if isinstance(canvas_size, bool) or not isinstance(canvas_size, int):
+        raise TypeError(f"canvas_size must be an int, an (H, W) pair or None, got {type(canvas_size).__name__} "
+                        f"{canvas_size!r}")
+    size = check_int("canvas_size", canvas_size, minimum=1)
+    return size, size
 
-    The map is computed from the features the module receives (caught by a forward hook) and scored by
-    ``box_mass`` at its own resolution. Returns None for the baseline and for modules without a spatial
-    map (SE, ECA, CAM). Compare with the chance level: the mean box area over the canvas area.
-    Introduced in lesson 12.
+
+def _cell_coverage(lo: Tensor, hi: Tensor, cells: int, extent: float) -> Tensor:
+    """(B,), (B,) box edges in canvas pixels -> (B, cells) canvas pixels of each map cell inside [lo, hi)."""
+    step = extent / cells
+    edges = torch.arange(cells + 1, dtype=torch.float64, device=lo.device) * step  # (cells + 1,)
+    inside = torch.minimum(edges[1:][None, :], hi[:, None]) - torch.maximum(edges[:-1][None, :], lo[:, None])
+    return inside.clamp_min(0.0)  # (B, cells)
+
+
+def box_auc(maps: Tensor, boxes: Tensor, *, canvas_size: int | tuple[int, int] | None = None) -> Tensor:
+    """(B, h, w) maps, (B, 4) boxes ``(x0, y0, x1, y1)`` -> (B,) box AUC: P(map at a random box pixel > outside one).
+
+    The area under the ROC curve (Hanley & McNeil 1982, https://doi.org/10.1148/radiology.143.1.7063747) of the
+    map as a detector of the box: the probability that a uniformly random canvas pixel inside the box gets a
+    higher map value than a uniformly random pixel outside it, ties counting one half. 0.5 is no preference
+    (a constant map), 1.0 every box pixel above every outside one, 0.0 the reverse. It uses only the order of
+    the values, so any map (a sigmoid gate in (0, 1), a softmax summing to 1, raw logits) is scored on the
+    same scale, and a strictly increasing transform of a map leaves it unchanged. ``boxes`` are in canvas
+    pixels (``x1``, ``y1`` exclusive); the map covers the canvas of ``canvas_size`` (default: the map's own
+    size), each cell an equal rectangle whose pixels all take the cell's value, so a cell cut by the box's
+    edge has pixels on both sides (they tie with each other). Introduced in lesson 12.
     """
+    check_tensor("maps", maps, dim=3, layout="(B, h, w)")
+    check_tensor("boxes", boxes, dim=2, layout="(B, 4)")
+    if boxes.shape[1] != 4 or boxes.shape[0] != maps.shape[0]:
+        raise ValueError(f"boxes must have shape (B, 4) = ({maps.shape[0]}, 4) to match maps {tuple(maps.shape)}, "
+                         f"got {tuple(boxes.shape)}")
+    batch, h, w = maps.shape
+    if h * w == 0:
+        raise ValueError(f"maps must have at least one cell, got shape {tuple(maps.shape)}")
+    canvas_h, canvas_w = _canvas_hw(canvas_size, h, w)
+    values = maps.detach().to(torch.float64).reshape(batch, h * w)  # (B, n)
+    if not torch.isfinite(values).all():
+        raise ValueError(f"maps must be finite, got NaN or inf in maps of shape {tuple(maps.shape)}")
+    b = boxes.detach().to(device=values.device, dtype=torch.float64)
+    x0, y0, x1, y1 = b.unbind(dim=1)
+    if ((x1 <= x0) | (y1 <= y0)).any():
+        raise ValueError(f"boxes must satisfy x0 < x1 and y0 < y1 (x1, y1 exclusive), got boxes of shape "
+                         f"{tuple(boxes.shape)} with an empty box")
+    if ((x0 < 0) | (y0 < 0) | (x1 > canvas_w) | (y1 > canvas_h)).any():
+        raise ValueError(f"boxes must lie inside the canvas of (H, W) = ({canvas_h}, {canvas_w}) for maps "
+                         f"{tuple(maps.shape)}; pass canvas_size when the maps are at a lower resolution than the "
+                         f"canvas")
+    if ((x1 - x0) * (y1 - y0) >= canvas_h * canvas_w).any():
+        raise ValueError(f"boxes must leave some of the canvas (H, W) = ({canvas_h}, {canvas_w}) outside; a box "
+                         f"covering it all has no outside pixels and the AUC is undefined")
+    cover_y = _cell_coverage(y0, y1, h, float(canvas_h))  # (B, h) pixel rows inside, per cell row
+    cover_x = _cell_coverage(x0, x1, w, float(canvas_w))  # (B, w)
+    inside = (cover_y[:, :, None] * cover_x[:, None, :]).reshape(batch, h * w)  # (B, n) box pixels per cell
+    outside = (canvas_h / h) * (canvas_w / w) - inside  # (B, n) outside pixels per cell
+    order = values.argsort(dim=1)
+    sorted_values = values.gather(1, order)  # (B, n)
+    cum_out = F.pad(outside.gather(1, order).cumsum(dim=1), (1, 0))  # (B, n + 1): outside pixels below each rank
+    lower = torch.searchsorted(sorted_values, values, side="left")  # (B, n) cells with a smaller value
+    upper = torch.searchsorted(sorted_values, values, side="right")  # (B, n) smaller or equal
+    below = cum_out.gather(1, lower)  # outside pixels with a smaller value than each cell
+    ties = cum_out.gather(1, upper) - below  # outside pixels with an equal value
+    wins = (inside * (below + 0.5 * ties)).sum(dim=1)  # (B,)
+    auc = wins / (inside.sum(dim=1) * outside.sum(dim=1))
+    return auc.to(maps.dtype if maps.is_floating_point() else torch.float64)
+
+
+def _spatial_map_batches(model: HostCNN, data: Any, which: int, batch_size: int,
+                         device: torch.device | str | None) -> list[tuple[Tensor, Tensor]] | None:
+    """(maps (B, h, w), boxes (B, 4)) per batch for attention module ``which``, or None without a spatial map."""
     which = check_int("which", which)
     batch_size = positive_int("batch_size", batch_size)
     modules = model.attention_modules()
@@ -216,13 +285,47 @@ def attention_box_mass(model: HostCNN, data: Any, *, which: int = 0, batch_size:
     device = _device_of(model, device)
     was_training = model.training
     model.eval()
-    masses = []
+    out = []
     try:
-        for start in range(0, len(data), batch_size):
-            batch = data[start:start + batch_size]
-            (maps,) = spatial_maps_in_model(model, [module], batch.images.to(device))  # (B, h, w)
-            masses.append(box_mass(maps, batch.boxes.to(device), canvas_size=data.canvas))
+        with torch.no_grad():
+            for start in range(0, len(data), batch_size):
+                batch = data[start:start + batch_size]
+                (maps,) = spatial_maps_in_model(model, [module], batch.images.to(device))  # (B, h, w)
+                out.append((maps, batch.boxes.to(device)))
     finally:
         model.train(was_training)
-    return torch.cat(masses).mean().item()
+    return out
 
+
+@torch.no_grad()
+def attention_box_mass(model: HostCNN, data: Any, *, which: int = 0, batch_size: int = 256,
+                       device: torch.device | str | None = None) -> float | None:
+    """Mean fraction of the spatial map of attention module ``which`` (0 = highest resolution) inside the digit's box.
+
+    The map is computed from the features the module receives (caught by a forward hook) and scored by
+    ``box_mass`` at its own resolution. Returns None for the baseline and for modules without a spatial
+    map (SE, ECA, CAM). Compare with the chance level: the mean box area over the canvas area. A mass reads
+    the same for every map only if they all sum to 1 (softmax maps); a sigmoid gate near 0.5 everywhere
+    scores about the chance level whatever it prefers, so compare gates with ``attention_box_auc``.
+    Introduced in lesson 12.
+    """
+    batches = _spatial_map_batches(model, data, which, batch_size, device)
+    if batches is None:
+        return None
+    return torch.cat([box_mass(maps, boxes, canvas_size=data.canvas) for maps, boxes in batches]).mean().item()
+
+
+@torch.no_grad()
+def attention_box_auc(model: HostCNN, data: Any, *, which: int = 0, batch_size: int = 256,
+                      device: torch.device | str | None = None) -> float | None:
+    """Mean box AUC (``box_auc``) of the spatial map of attention module ``which`` (0 = highest resolution).
+
+    The same hook capture as ``attention_box_mass``; each image's map is scored at its own resolution
+    against the digit's box and the scores averaged. 0.5 is no preference for the box, 1.0 a perfect
+    ranking, whether the map is a sigmoid gate or a softmax. Returns None for the baseline and for modules
+    without a spatial map (SE, ECA, CAM). Introduced in lesson 12.
+    """
+    batches = _spatial_map_batches(model, data, which, batch_size, device)
+    if batches is None:
+        return None
+    return torch.cat([box_auc(maps, boxes, canvas_size=data.canvas) for maps, boxes in batches]).mean().item()
