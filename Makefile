@@ -17,7 +17,7 @@ export PYTHONHASHSEED := 0
 # Notebook kernels draw inline so that figures are stored as images; unit tests use Agg (conftest.py).
 export MPLBACKEND := module://matplotlib_inline.backend_inline
 
-.PHONY: help venv trust lab test unit nbval sync exercises execute bench ablation kvbench summarise-bench detection-ablation ner-bench generation-bench constraints clean
+.PHONY: help venv trust lab test unit nbval sync exercises execute bench ablation kvbench summarise-bench detection-ablation ner-bench generation-bench site browser-test constraints clean
 
 help:
 	@echo "make lab        set up the environment and open JupyterLab on the first lesson (serving the course root)"
@@ -29,11 +29,13 @@ help:
 	@echo "make kvbench    lesson 17's KV-cache benchmark; make summarise-bench: lesson 11's models over 3 seeds"
 	@echo "make detection-ablation  lesson 14's detector necks and keypoint heads over 3 seeds (about 20 minutes)"
 	@echo "make ner-bench, make generation-bench: lessons 10 and 15's longer runs"
+	@echo "make site       build the course's static website from the stored outputs into build/site/"
+	@echo "make browser-test  every lesson's explorers in JupyterLab in headless Chromium (screenshots in build/browser/)"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[lab,test,instructor]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[lab,test,instructor,site]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -113,6 +115,26 @@ detection-ablation: $(STAMP)
 # one thread; benchmarks/results/generation_glimpses.csv).
 generation-bench: $(STAMP)
 	$(BIN)/python benchmarks/generation_glimpses.py --threads 1
+
+# The course as a static website (Sphinx, myst-nb, the book theme), from the outputs stored in the notebooks:
+# nothing executes. Writes build/site/ (index.html) and prints where it landed; SITE_ARGS passes options
+# (e.g. SITE_ARGS="-v" for Sphinx's progress).
+SITE_ARGS ?=
+site: $(STAMP)
+	$(BIN)/python tools/build_site.py --out build/site $(SITE_ARGS)
+
+# Every lesson's explorers in a real browser (tests_browser/): JupyterLab started as `make lab` starts it (on a
+# copy of the tree, loopback, no token), in Debian's headless Chromium driven by Playwright, two lessons at a time.
+# Needs `apt-get install chromium fonts-noto-cjk` (.ci/run installs them as root); skips, saying why, without
+# them. Playwright's own browser download is never used. Screenshots and logs: build/browser/.
+BROWSER_STAMP := $(VENV)/.browser-installed
+$(BROWSER_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[browser]"
+	touch $(BROWSER_STAMP)
+
+browser-test: $(BROWSER_STAMP)
+	rm -rf build/browser
+	$(BIN)/python -m pytest -p no:cacheprovider -n 2 tests_browser -rs --durations=20
 
 constraints: $(STAMP)
 	(echo "# Exact versions the course was tested with (pip install -c constraints.txt). Regenerate: make constraints"; \

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PYTHON_TREE = ("course_lib", "tests", "benchmarks", "tools")
+PYTHON_TREE = ("course_lib", "tests", "tests_browser", "benchmarks", "tools")
 NOTEBOOK_DIRS = ("notebooks", "solutions", "exercises")
 
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F  # noqa: E402
 from course_lib.data.canvases import make_detection_canvases  # noqa: E402
 from course_lib.detection import GridDetector, detect  # noqa: E402
 from course_lib.vision import spatial_attention_map  # noqa: E402
+from course_lib.widgets._layout import cut_labels  # noqa: E402
 from course_lib.widgets.detection import detection_explorer, detection_view, draw_detection  # noqa: E402
 
 
@@ -58,6 +59,7 @@ def test_draw_and_explorer(data):
     box = detection_explorer({"cbam": model}, data)
     pick, index = box.children[0].children
     assert list(pick.options) == ["cbam"] and index.max == len(data) - 1
+    assert pick.layout.display == "none" and cut_labels(box) == []  # one model: nothing to choose
     index.value = 3  # the callback runs without error
 
 

@@ -10,6 +10,7 @@ import torch  # noqa: E402
 
 from course_lib.data.digits import make_cluttered_digits  # noqa: E402
 from course_lib.generation import RecurrentAttentionModel, glimpse_sensor, location_to_pixel  # noqa: E402
+from course_lib.widgets._layout import cut_labels  # noqa: E402
 from course_lib.widgets.generation import draw_glimpses, glimpse_explorer, glimpse_view  # noqa: E402
 
 
@@ -65,4 +66,5 @@ def test_draw_and_explorer(setup):
     box = glimpse_explorer(model, data.images, data.labels)
     index, step = box.children[0].children
     assert step.max == 3 and index.max == 4
+    assert cut_labels(box) == []
     step.value = 1  # the callback runs without error

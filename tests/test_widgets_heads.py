@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from course_lib.widgets._layout import cut_labels
 from course_lib.widgets.heads import head_explorer, head_view
 
 
@@ -63,5 +64,13 @@ def test_shell_builds_and_switches():
     box = head_explorer(_weights(), tokens=list("abcd"))
     layer, head = box.children[0].children
     assert layer.options == (0, 1) and head.options == (0, 1, 2)
+    assert layer.layout.display != "none" and cut_labels(box) == []
     head.value = 2
     layer.value = 1
+
+
+def test_a_single_layer_hides_its_dropdown():
+    box = head_explorer(_weights()[0], tokens=list("abcd"))  # (H, T, T): one layer
+    layer, head = box.children[0].children
+    assert layer.options == (0,) and layer.layout.display == "none"
+    assert head.layout.display != "none" and head.options == (0, 1, 2)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from course_lib.attention import alibi_slopes
+from course_lib.widgets._layout import cut_labels
 from course_lib.widgets.modern import alibi_pattern, cache_explorer, cache_speed_view, pattern_explorer, pattern_view
 
 LENGTHS, WITHOUT, WITH = [32, 64, 128], [0.2, 0.6, 2.0], [0.1, 0.2, 0.4]
@@ -69,5 +70,6 @@ def test_explorers_build():
     slider.value = 32  # moving the slider redraws without error
     assert "speed-up 2.0x" in box.children[1].value
     box = pattern_explorer({"a": alibi_pattern(2, 6), "b": alibi_pattern(2, 6)})
+    assert cut_labels(box) == []
     box.children[0].children[0].value = "b"
     box.children[0].children[1].value = 1

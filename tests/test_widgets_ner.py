@@ -12,6 +12,7 @@ import torch  # noqa: E402
 
 from course_lib import tagging as tg  # noqa: E402
 from course_lib.data.entities import TAGS  # noqa: E402
+from course_lib.widgets._layout import cut_labels  # noqa: E402
 from course_lib.widgets.ner import draw_ner, ner_explorer, ner_view  # noqa: E402
 
 
@@ -67,6 +68,7 @@ def test_explorer_builds(setup):
     box = ner_explorer(models, vocab, value="Jordan laughed .")
     assert len(box.children) == 3
     text, choice, _ = box.children
+    assert cut_labels(box) == []
     choice.value = "BiLSTM"
     text.value = "王建"
     with pytest.raises(ValueError, match="models"):

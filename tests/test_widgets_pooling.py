@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from course_lib.attention import nadaraya_watson
+from course_lib.widgets._layout import cut_labels
 from course_lib.widgets.pooling import PoolingView, _draw, pooling_explorer, pooling_view
 
 X = torch.linspace(0, 5, 20)
@@ -68,6 +69,7 @@ def test_draw_and_shell():
     pytest.importorskip("ipywidgets")
     box = pooling_explorer(X, Y, Q, TRUTH, bandwidth=0.3)
     slider, dropdown = box.children[0].children
+    assert cut_labels(box) == []  # "bandwidth h" was shown as "bandwidt…"
     assert slider.value == pytest.approx(0.3)
     dropdown.value = "boxcar"  # triggers an update without error
     slider.value = 1.0

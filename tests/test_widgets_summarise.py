@@ -13,6 +13,7 @@ import torch  # noqa: E402
 
 from course_lib.data.documents import make_document_corpus  # noqa: E402
 from course_lib.summarise import Summariser  # noqa: E402
+from course_lib.widgets._layout import cut_labels  # noqa: E402
 from course_lib.widgets.summarise import (  # noqa: E402
     describe_summary,
     draw_summary,
@@ -67,6 +68,7 @@ def test_drawing_and_widget_shell(setup):
     examples = {"first": corpus.test[0].text, "second": corpus.test[1].text}
     ui = summary_explorer(models, corpus.vocab, examples)
     which, picker, box, out = ui.children
+    assert cut_labels(ui) == []
     assert box.value == corpus.test[0].text and which.value == "pointer-generator"
     picker.value = "second"
     assert box.value == corpus.test[1].text

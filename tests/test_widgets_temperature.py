@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from course_lib.widgets._layout import cut_labels
 from course_lib.widgets.temperature import temperature_explorer, temperature_view
 
 
@@ -78,6 +79,7 @@ def test_shell_builds(memory):
     slider = box.children[0]
     slider.value = 0.05  # moving the slider redraws without error
     assert slider.description == "temperature"
+    assert cut_labels(box) == []  # "temperature" was shown as "temperat…"
 
 
 def test_shell_needs_2d_values(memory):

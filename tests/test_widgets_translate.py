@@ -1,5 +1,6 @@
 """The translation explorer's logic: digits become number words with a reference, weights have the right
-shape and sum to 1, unknown words become <unk>, and the picture is drawn."""
+shape and sum to 1, unknown words are refused (or become <unk> on request), and the picture is drawn with its labels
+inside."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ import torch  # noqa: E402
 
 from course_lib.data.numbers import make_number_corpus  # noqa: E402
 from course_lib.seq2seq import AttentionSeq2Seq, GRUSeq2Seq  # noqa: E402
-from course_lib.widgets.translate import draw_alignment, translation_explorer, translation_view  # noqa: E402
+from course_lib.widgets.translate import (  # noqa: E402
+    alignment_figsize,
+    draw_alignment,
+    translation_explorer,
+    translation_view,
+)  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +45,7 @@ def test_digits_give_words_and_a_reference(setup):
 
 def test_words_and_unknown_words(setup):
     corpus, model = setup
-    view = translation_view(model, "Ninety-seven zorglub", corpus.src_vocab, corpus.tgt_vocab)
+    view = translation_view(model, "Ninety-seven zorglub", corpus.src_vocab, corpus.tgt_vocab, allow_unknown=True)
     assert view.source == ["ninety", "-", "seven", "<unk>"] and view.reference is None and view.correct is None
     with pytest.raises(ValueError, match="empty"):
         translation_view(model, "  ", corpus.src_vocab, corpus.tgt_vocab)
@@ -65,5 +71,42 @@ def test_drawing_and_widget_shell(setup):
     plt.close(fig)
     box = translation_explorer(model, corpus.src_vocab, corpus.tgt_vocab, value="205")
     assert box.children[0].value == "205"
-    box.children[0].value = "not a number at all"  # unknown words: still a translation, no crash
+    box.children[0].value = "not a number at all"  # unknown words: a message, no crash
     plt.close("all")
+
+
+def test_text_that_is_not_a_number_is_rejected_with_a_message(setup):
+    corpus, model = setup
+    with pytest.raises(ValueError, match="'abc' is not a number.*abc"):
+        translation_view(model, "abc", corpus.src_vocab, corpus.tgt_vocab)
+    with pytest.raises(ValueError, match="zorglub"):
+        translation_view(model, "ninety-seven zorglub", corpus.src_vocab, corpus.tgt_vocab)
+    view = translation_view(model, "abc", corpus.src_vocab, corpus.tgt_vocab, allow_unknown=True)
+    assert view.source == ["<unk>"]
+
+
+def test_explorer_prints_the_message_for_text_that_is_not_a_number(setup, capsys):
+    corpus, model = setup
+    box = translation_explorer(model, corpus.src_vocab, corpus.tgt_vocab, value="abc")
+    text = capsys.readouterr().out  # outside a kernel the Output area lets prints through
+    assert "'abc' is not a number" in text and "source" not in text
+    assert box.children[0].style.description_width == "initial"
+    plt.close("all")
+
+
+@pytest.mark.parametrize("number", [5, 97, 71071])
+def test_alignment_labels_stay_inside_the_figure(setup, number):
+    corpus, model = setup
+    view = translation_view(model, number, corpus.src_vocab, corpus.tgt_vocab)
+    fig = draw_alignment(view)
+    fig.canvas.draw()
+    frame = fig.bbox
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    for label in [*ax.get_xticklabels(), *ax.get_yticklabels(), ax.title]:
+        box = label.get_window_extent(renderer)
+        inside = frame.x0 - 1 <= box.x0 and box.x1 <= frame.x1 + 1 and frame.y0 - 1 <= box.y0 <= box.y1 <= frame.y1 + 1
+        assert inside, (number, label.get_text())
+    width, height = alignment_figsize(view)
+    assert width >= 4.0 and height >= 2.4
+    plt.close(fig)

@@ -7,7 +7,8 @@ import torch
 from course_lib.data.digits import make_cluttered_digits
 from course_lib.vision import CBAM, SEBlock, SpatialGate, ViT, spatial_attention_map
 from course_lib.vision_train import HostCNN
-from course_lib.widgets.vision import overlay_maps, vision_maps_explorer, vision_maps_view
+from course_lib.widgets._layout import cut_labels
+from course_lib.widgets.vision import NO_MAP_CAPTION, overlay_maps, vision_maps_explorer, vision_maps_view
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def test_upsampling_is_nearest_and_peak_in_image_pixels(data):
 
 
 def test_channel_only_models_give_no_maps(data):
-    assert vision_maps_view(HostCNN("se", widths=(8, 16)), data.images, 0).maps == []
+    assert vision_maps_view(HostCNN(None, widths=(8, 16)), data.images, 0).maps == []
     assert vision_maps_view(HostCNN(None, widths=(8, 16)), data.images, 0).names == []
     assert vision_maps_view(SEBlock(16, 4), torch.randn(2, 16, 5, 5), 0).maps == []
 
@@ -78,13 +79,28 @@ def test_bad_arguments(data):
         vision_maps_view(SpatialGate(), data.images, 0, boxes=data.boxes[:2])
 
 
+def test_a_model_without_maps_gets_a_caption(data):
+    import matplotlib.pyplot as plt
+
+    view = vision_maps_view(HostCNN(None, widths=(8, 16)), data.images, 0)
+    assert view.maps == []
+    fig = overlay_maps(view, title="baseline")
+    assert len(fig.axes) == 1 and fig.axes[0].get_xlabel() == NO_MAP_CAPTION
+    plt.close(fig)
+
+
 def test_overlay_and_explorer_build(data):
     import matplotlib.pyplot as plt
 
     view = vision_maps_view(HostCNN("cbam", widths=(8, 16)), data.images, 0, boxes=data.boxes)
     fig = overlay_maps(view, title="x")
-    assert len(fig.axes) == 2
+    assert len(fig.axes) == 3  # the image, one map and its colour bar
+    assert fig.axes[2].get_ylabel() == "map value"
     plt.close(fig)
-    box = vision_maps_explorer({"a": SpatialGate(), "b": HostCNN("cbam", widths=(8, 16))}, data.images, data.boxes)
+    assert len(overlay_maps(view, colorbar=False).axes) == 2
+    plt.close("all")
+    models = {"HostCNN + CBAM (trained)": HostCNN("cbam", widths=(8, 16)), "baseline (no maps)": HostCNN(None)}
+    box = vision_maps_explorer(models, data.images, data.boxes)
     assert len(box.children) == 2
+    assert cut_labels(box) == []  # the dropdown's text was cut off
     plt.close("all")

@@ -21,6 +21,7 @@ from course_lib._validate import check_float, check_int
 from course_lib.data.canvases import DetectionCanvases
 from course_lib.detection.head import GridDetector, decode_predictions
 from course_lib.vision import has_spatial_map, spatial_attention_map
+from course_lib.widgets._layout import fit_dropdown, hide_if_single, labelled
 
 __all__ = ["DetectionView", "detection_view", "draw_detection", "detection_explorer"]
 
@@ -111,8 +112,8 @@ def detection_explorer(models: Mapping[str, GridDetector], data: DetectionCanvas
 
     if not isinstance(models, Mapping) or not models:
         raise ValueError("models must be a non-empty mapping of names to GridDetector")
-    pick = widgets.Dropdown(options=list(models), description="model")
-    index = widgets.IntSlider(value=0, min=0, max=len(data) - 1, description="canvas")
+    pick = hide_if_single(fit_dropdown(widgets.Dropdown(options=list(models), description="model")))
+    index = labelled(widgets.IntSlider(value=0, min=0, max=len(data) - 1, description="canvas"))
     out = widgets.Output()
 
     def update(_: object = None) -> None:

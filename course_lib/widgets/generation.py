@@ -18,6 +18,7 @@ from torch import Tensor
 from course_lib._validate import check_int
 from course_lib.generation.glimpse import glimpse_sensor, location_to_pixel
 from course_lib.generation.ram import RecurrentAttentionModel
+from course_lib.widgets._layout import labelled
 
 __all__ = ["GlimpseView", "glimpse_view", "draw_glimpses", "glimpse_explorer"]
 
@@ -105,8 +106,9 @@ def glimpse_explorer(model: RecurrentAttentionModel, images: Tensor, labels: Ten
     import ipywidgets as widgets
     from IPython.display import display
 
-    index = widgets.IntSlider(value=0, min=0, max=images.shape[0] - 1, description="image")
-    step = widgets.IntSlider(value=model.num_glimpses - 1, min=0, max=model.num_glimpses - 1, description="glimpse")
+    index = labelled(widgets.IntSlider(value=0, min=0, max=images.shape[0] - 1, description="image"))
+    step = labelled(widgets.IntSlider(value=model.num_glimpses - 1, min=0, max=model.num_glimpses - 1,
+                                      description="glimpse"))
     out = widgets.Output()
 
     def update(_: object = None) -> None:

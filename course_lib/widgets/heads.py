@@ -16,6 +16,7 @@ from torch import Tensor
 
 from course_lib._validate import check_int
 from course_lib.viz import show_heatmaps, to_numpy
+from course_lib.widgets._layout import fit_dropdown, hide_if_single
 
 __all__ = ["HeadView", "head_view", "head_explorer"]
 
@@ -89,8 +90,11 @@ def head_explorer(
     from IPython.display import display
 
     w = _as_layers(weights.detach() if isinstance(weights, torch.Tensor) else weights)
-    layer = widgets.Dropdown(options=list(range(w.shape[0])), value=0, description="layer")
-    head = widgets.Dropdown(options=list(range(w.shape[1])), value=0, description="head")
+    # A single layer (weights (H, T_q, T_k)) leaves nothing to choose: its dropdown is hidden.
+    layer = hide_if_single(fit_dropdown(widgets.Dropdown(options=list(range(w.shape[0])), value=0,
+                                                         description="layer")))
+    head = hide_if_single(fit_dropdown(widgets.Dropdown(options=list(range(w.shape[1])), value=0,
+                                                        description="head")))
     out = widgets.Output()
 
     def update(_=None) -> None:

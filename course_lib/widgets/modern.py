@@ -16,6 +16,7 @@ from torch import Tensor
 
 from course_lib.attention import alibi_bias
 from course_lib.viz import show_heatmaps, to_numpy
+from course_lib.widgets._layout import LABEL_STYLE, fit_dropdown, hide_if_single
 
 __all__ = ["CacheSpeedView", "cache_speed_view", "cache_explorer", "alibi_pattern", "PatternView", "pattern_view",
            "pattern_explorer"]
@@ -70,7 +71,7 @@ def cache_explorer(lengths: Sequence[int], seconds_without: Sequence[float], sec
     from IPython.display import display
 
     slider = widgets.SelectionSlider(options=[int(n) for n in lengths], value=int(lengths[-1]),
-                                     description="tokens")
+                                     description="tokens", style=LABEL_STYLE)
     text = widgets.HTML()
     out = widgets.Output()
 
@@ -131,8 +132,9 @@ def pattern_explorer(patterns: Mapping[str, Tensor | np.ndarray]):
     from IPython.display import display
 
     kinds = list(patterns)
-    kind = widgets.Dropdown(options=kinds, value=kinds[0], description="pattern")
-    head = widgets.Dropdown(options=list(range(to_numpy(patterns[kinds[0]]).shape[0])), value=0, description="head")
+    kind = hide_if_single(fit_dropdown(widgets.Dropdown(options=kinds, value=kinds[0], description="pattern")))
+    head = hide_if_single(fit_dropdown(widgets.Dropdown(options=list(range(to_numpy(patterns[kinds[0]]).shape[0])),
+                                                        value=0, description="head")))
     out = widgets.Output()
 
     def update(_=None) -> None:

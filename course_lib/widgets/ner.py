@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from course_lib.data.entities import entity_spans, tokenize
 from course_lib.tagging import TokenVocab, predict_tags
+from course_lib.widgets._layout import LABEL_STYLE, fit_dropdown, hide_if_single
 
 __all__ = ["NerView", "ner_view", "draw_ner", "ner_explorer"]
 
@@ -129,10 +130,10 @@ def ner_explorer(models: Mapping[str, nn.Module], vocab: TokenVocab, *,
 
     if not models:
         raise ValueError("models is empty")
-    box = widgets.Text(value=value, description="sentence", continuous_update=False,
+    box = widgets.Text(value=value, description="sentence", continuous_update=False, style=LABEL_STYLE,
                        layout=widgets.Layout(width="90%"))
     names = list(models)
-    choice = widgets.Dropdown(options=names, value=names[-1], description="model")
+    choice = hide_if_single(fit_dropdown(widgets.Dropdown(options=names, value=names[-1], description="model")))
     out = widgets.Output()
 
     def update(_=None) -> None:

@@ -15,6 +15,7 @@ from torch import Tensor
 from course_lib._validate import check_tensor
 from course_lib.attention import KERNELS, nadaraya_watson
 from course_lib.viz import to_numpy
+from course_lib.widgets._layout import fit_dropdown, labelled
 
 __all__ = ["PoolingView", "pooling_view", "pooling_explorer"]
 
@@ -102,8 +103,8 @@ def pooling_explorer(
     from IPython.display import display
 
     pooling_view(x_train, y_train, x_query, bandwidth, y_true=y_true)  # validate once, before any widget
-    h = widgets.FloatLogSlider(value=bandwidth, base=10, min=-2, max=1, step=0.05, description="bandwidth h")
-    kernel = widgets.Dropdown(options=list(KERNELS), value="gaussian", description="kernel")
+    h = labelled(widgets.FloatLogSlider(value=bandwidth, base=10, min=-2, max=1, step=0.05, description="bandwidth h"))
+    kernel = fit_dropdown(widgets.Dropdown(options=list(KERNELS), value="gaussian", description="kernel"))
     out = widgets.Output()
 
     def update(_=None) -> None:

@@ -13,8 +13,9 @@ from torch import Tensor
 from course_lib._validate import check_choice
 from course_lib.attention import masked_softmax
 from course_lib.viz import to_numpy
+from course_lib.widgets._layout import labelled
 
-__all__ = ["ScoresView", "scores_view", "scores_explorer", "SIMILARITIES"]
+__all__ = ["ScoresView", "scores_view", "scores_explorer", "SIMILARITIES", "distinct_labels"]
 
 #: How the explorer compares the query with each key.
 SIMILARITIES = ("dot", "scaled_dot", "neg_distance")
@@ -68,21 +69,42 @@ def scores_view(
     return ScoresView(scores=scores, weights=weights, output=weights @ values, valid=valid)
 
 
-def _draw(view: ScoresView, query: Tensor, keys: Tensor, labels: list[str], title: str):
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
+def distinct_labels(labels: list[str]) -> list[str]:
+    """Labels that repeat get their index: ["cup", "cup", "red cup"] -> ["cup (0)", "cup (1)", "red cup"].
+
+    Introduced in lesson 01 (four keys were all called "cup").
+    """
+    names = [str(name) for name in labels]
+    return [f"{name} ({i})" if names.count(name) > 1 else name for i, name in enumerate(names)]
+
+
+def _draw(view: ScoresView, query: Tensor, keys: Tensor, labels: list[str], title: str,
+          limits: tuple[float, float] | None = None):
+    """The plane (keys, query) and the weights. ``limits`` fixes both axes of the plane (the slider range),
+    so the picture does not rescale as the query moves; the legend sits outside the data."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4), constrained_layout=True,
+                                      gridspec_kw={"width_ratios": [1.25, 1]})
     k = to_numpy(keys)
     w = to_numpy(view.weights)
     valid = to_numpy(view.valid).astype(bool)
     left.scatter(k[valid, 0], k[valid, 1], s=60 + 600 * w[valid], c=w[valid], cmap="Reds", vmin=0, vmax=1,
-                 edgecolors="black", label="keys (size = weight)")
+                 edgecolors="black")
     if (~valid).any():
-        left.scatter(k[~valid, 0], k[~valid, 1], s=60, marker="x", c="grey", label="masked keys")
+        left.scatter(k[~valid, 0], k[~valid, 1], s=60, marker="x", c="grey")
     for (x, y), name in zip(k, labels, strict=False):
         left.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
     q = to_numpy(query)
-    left.scatter([q[0]], [q[1]], marker="*", s=250, c="tab:blue", label="query")
-    left.set_aspect("equal", adjustable="datalim")
-    left.legend(fontsize=7, loc="best")
+    left.scatter([q[0]], [q[1]], marker="*", s=250, c="tab:blue")
+    if limits is not None:
+        left.set_xlim(*limits)
+        left.set_ylim(*limits)
+    left.set_aspect("equal", adjustable="box")
+    # Legend entries of a fixed size, whatever the weights (a scatter's own handle takes its first point's size).
+    handles = [plt.Line2D([], [], ls="", marker="o", ms=8, mfc="tab:red", mec="black", label="keys (size = weight)"),
+               plt.Line2D([], [], ls="", marker="*", ms=12, color="tab:blue", label="query")]
+    if (~valid).any():
+        handles.append(plt.Line2D([], [], ls="", marker="x", ms=7, color="grey", label="masked keys"))
+    left.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     left.set_title(title, fontsize=9)
     right.bar(range(len(w)), w, color=["tab:red" if v else "lightgrey" for v in valid])
     right.set_xticks(range(len(w)), labels=labels, rotation=45, fontsize=8)
@@ -108,12 +130,14 @@ def scores_explorer(
     if keys.dim() != 2 or keys.shape[1] != 2:
         raise ValueError(f"scores_explorer draws keys in the plane: keys must be (n, 2), got {tuple(keys.shape)}")
     n = keys.shape[0]
-    labels = labels or [f"k{i}" for i in range(n)]
+    labels = distinct_labels(labels or [f"k{i}" for i in range(n)])
     lo, hi = float(keys.min()) - 1.0, float(keys.max()) + 1.0
-    qx = widgets.FloatSlider(value=float(np.clip(0.5, lo, hi)), min=lo, max=hi, step=0.1, description="query x")
-    qy = widgets.FloatSlider(value=float(np.clip(0.5, lo, hi)), min=lo, max=hi, step=0.1, description="query y")
-    temp = widgets.FloatLogSlider(value=1.0, base=10, min=-2, max=2, step=0.1, description="temperature")
-    length = widgets.IntSlider(value=n, min=0, max=n, description="valid keys")
+    qx = labelled(widgets.FloatSlider(value=float(np.clip(0.5, lo, hi)), min=lo, max=hi, step=0.1,
+                                      description="query x"))
+    qy = labelled(widgets.FloatSlider(value=float(np.clip(0.5, lo, hi)), min=lo, max=hi, step=0.1,
+                                      description="query y"))
+    temp = labelled(widgets.FloatLogSlider(value=1.0, base=10, min=-2, max=2, step=0.1, description="temperature"))
+    length = labelled(widgets.IntSlider(value=n, min=0, max=n, description="valid keys"))
     out = widgets.Output()
 
     def update(_=None) -> None:
@@ -121,7 +145,7 @@ def scores_explorer(
         view = scores_view(query, keys, values, temperature=temp.value, valid_len=length.value, scoring=scoring)
         with out:
             out.clear_output(wait=True)
-            fig = _draw(view, query, keys, labels, f"{scoring} scores, temperature {temp.value:.2g}")
+            fig = _draw(view, query, keys, labels, f"{scoring} scores, temperature {temp.value:.2g}", (lo, hi))
             display(fig)
             plt.close(fig)
 

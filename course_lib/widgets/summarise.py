@@ -12,6 +12,7 @@ from typing import Any
 
 from course_lib.data.documents import tokenize_document
 from course_lib.summarise import Summariser, Summary, summarise
+from course_lib.widgets._layout import LABEL_STYLE, fit_dropdown, hide_if_single, labelled
 
 __all__ = ["summary_view", "describe_summary", "draw_summary", "summary_explorer"]
 
@@ -84,9 +85,11 @@ def summary_explorer(models: Mapping[str, Summariser], vocab: Any, examples: Map
     if not models or not examples:
         raise ValueError("models and examples must each hold at least one entry")
     names = list(examples)
-    picker = widgets.Dropdown(options=names, value=names[0], description="example")
-    which = widgets.ToggleButtons(options=list(models), value=list(models)[-1], description="model")
+    picker = hide_if_single(fit_dropdown(widgets.Dropdown(options=names, value=names[0], description="example")))
+    which = hide_if_single(labelled(widgets.ToggleButtons(options=list(models), value=list(models)[-1],
+                                                          description="model")))
     box = widgets.Textarea(value=value if value is not None else examples[names[0]], description="document",
+                           style=LABEL_STYLE,
                            continuous_update=False, layout=widgets.Layout(width="95%", height="90px"))
     out = widgets.Output()
 

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from course_lib._validate import check_float, check_tensor
 from course_lib.viz import to_numpy
+from course_lib.widgets._layout import labelled
 
 __all__ = ["TemperatureView", "temperature_view", "temperature_explorer"]
 
@@ -69,7 +70,7 @@ def _draw(view: TemperatureView, values: Tensor, labels: list[str], temperature:
     out = to_numpy(view.output)
     right.scatter([out[0]], [out[1]], marker="*", s=250, c="tab:blue", label="output")
     right.set_title("values (first two coordinates) and the output", fontsize=9)
-    right.legend(fontsize=7, loc="best")
+    right.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return fig
 
 
@@ -85,7 +86,7 @@ def temperature_explorer(query: Tensor, keys: Tensor, values: Tensor, *, labels:
         raise ValueError(f"temperature_explorer draws values in the plane: values must be (n, d_v >= 2), "
                          f"got {tuple(values.shape)}")
     labels = labels or [f"k{i}" for i in range(keys.shape[0])]
-    temp = widgets.FloatLogSlider(value=1.0, base=10, min=-2, max=2, step=0.05, description="temperature")
+    temp = labelled(widgets.FloatLogSlider(value=1.0, base=10, min=-2, max=2, step=0.05, description="temperature"))
     out = widgets.Output()
 
     def update(_=None) -> None:

@@ -12,8 +12,9 @@ from torch import Tensor, nn
 
 from course_lib.data.numbers import EOS, number_to_tokens, tokenize
 from course_lib.seq2seq import translate
+from course_lib.widgets._layout import LABEL_STYLE
 
-__all__ = ["TranslationView", "translation_view", "translation_explorer", "draw_alignment"]
+__all__ = ["TranslationView", "translation_view", "translation_explorer", "draw_alignment", "alignment_figsize"]
 
 
 @dataclass
@@ -40,9 +41,12 @@ class TranslationView:
 
 
 def translation_view(model: nn.Module, text: str | int, src_vocab: Any, tgt_vocab: Any, *,
-                     source_lang: str = "en", target_lang: str = "fr", max_len: int = 40) -> TranslationView:
+                     source_lang: str = "en", target_lang: str = "fr", max_len: int = 40,
+                     allow_unknown: bool = False) -> TranslationView:
     """Translate ``text``: digits ("1984") are written out in words first (and give a reference), anything
-    else is tokenized as number words ("two hundred and six"). Introduced in lesson 08."""
+    else is tokenized as number words ("two hundred and six"). Words the model never saw ("abc") raise a
+    ValueError that names them, since the translation of ``<unk>`` would mean nothing; ``allow_unknown=True``
+    translates them as ``<unk>`` instead. Introduced in lesson 08."""
     number: int | None = None
     if isinstance(text, int) and not isinstance(text, bool):
         number = text
@@ -59,9 +63,31 @@ def translation_view(model: nn.Module, text: str | int, src_vocab: Any, tgt_voca
         source, reference = tokenize(str(text).lower()), None
     if not source:
         raise ValueError("text is empty: type a number such as 1984 or 'ninety-seven'")
+    unknown = [t for t in source if t not in src_vocab]
+    if unknown and not allow_unknown:
+        raise ValueError(f"{str(text).strip()!r} is not a number: type digits such as 1984 or number words such as "
+                         f"'ninety-seven' (words the model does not know: {', '.join(dict.fromkeys(unknown))})")
     seen = [t if t in src_vocab else src_vocab.itos[src_vocab.unk_id] for t in source]
     hyps, weights = translate(model, [seen], src_vocab, tgt_vocab, max_len=max_len, return_weights=True)
     return TranslationView(seen, hyps[0], reference, weights[0], number)
+
+
+def alignment_figsize(view: TranslationView) -> tuple[float, float]:
+    """Width and height (inches) of the alignment picture: room for every cell, the rotated source labels
+    below, the output labels on the left and the title, so that short inputs do not clip their labels.
+
+    Introduced in lesson 08.
+    """
+    if view.weights is None:
+        raise ValueError("this model has no attention weights to draw")
+    rows, cols = view.weights.shape
+    char = 0.075  # inches per character of an 8 pt label
+    longest_source = max(len(t) for t in view.source_labels[:cols])
+    longest_output = max(len(t) for t in view.output_labels[:rows])
+    title = len(" ".join(view.output)) + 2
+    width = max(0.45 * cols + char * longest_output + 2.4, char * 1.2 * title + 1.6, 4.0)
+    height = 0.32 * rows + char * longest_source + 1.3
+    return width, max(height, 2.4)
 
 
 def draw_alignment(view: TranslationView, ax=None, title: str | None = None):
@@ -75,8 +101,7 @@ def draw_alignment(view: TranslationView, ax=None, title: str | None = None):
         raise ValueError("this model has no attention weights to draw")
     w = view.weights.detach().cpu().float().numpy()
     if ax is None:
-        fig, ax = plt.subplots(figsize=(0.45 * w.shape[1] + 2.2, 0.32 * w.shape[0] + 1.4),
-                               constrained_layout=True)
+        fig, ax = plt.subplots(figsize=alignment_figsize(view), constrained_layout=True)
     else:
         fig = ax.figure
     image = ax.imshow(w, cmap="Reds", vmin=0.0, vmax=1.0, aspect="auto")
@@ -99,7 +124,7 @@ def translation_explorer(model: nn.Module, src_vocab: Any, tgt_vocab: Any, *, va
     import matplotlib.pyplot as plt
     from IPython.display import display
 
-    box = widgets.Text(value=value, description="number", continuous_update=False)
+    box = widgets.Text(value=value, description="number", continuous_update=False, style=LABEL_STYLE)
     out = widgets.Output()
 
     def update(_=None) -> None:

@@ -21,8 +21,9 @@ from torch import Tensor, nn
 
 from course_lib._validate import check_int
 from course_lib.vision import has_spatial_map, spatial_attention_map, spatial_maps_in_model
+from course_lib.widgets._layout import fit_dropdown, hide_if_single, labelled
 
-__all__ = ["VisionMapsView", "vision_maps_view", "overlay_maps", "vision_maps_explorer"]
+__all__ = ["VisionMapsView", "vision_maps_view", "overlay_maps", "vision_maps_explorer", "NO_MAP_CAPTION"]
 
 
 @dataclass
@@ -109,19 +110,32 @@ def vision_maps_view(model_or_module: nn.Module, images: Tensor, index: int = 0,
     )
 
 
-def overlay_maps(view: VisionMapsView, *, title: str = "", alpha: float = 0.55) -> Figure:
+#: What the picker writes under an image whose model has no spatial attention map (a baseline).
+NO_MAP_CAPTION = "no attention map:\nthis model has no spatial\nattention module"
+
+
+def overlay_maps(view: VisionMapsView, *, title: str = "", alpha: float = 0.55, colorbar: bool = True) -> Figure:
     """Draw the image, then each map over it (with the digit's box and the map's peak); returns the figure.
 
-    Introduced in lesson 12.
+    ``colorbar=True`` puts a colour bar beside each map (each map has its own scale: the weights a module
+    gives its pixels). A model without any spatial map (a baseline) gets the caption ``NO_MAP_CAPTION``
+    instead of a bare image. Introduced in lesson 12.
     """
     panels = 1 + len(view.maps)
-    fig, axes = plt.subplots(1, panels, figsize=(2.6 * panels, 2.8), squeeze=False)
+    width = 2.6 * panels + (0.5 * len(view.maps) if colorbar else 0.0)
+    fig, axes = plt.subplots(1, panels, figsize=(max(width, 2.8), 2.8), squeeze=False)
     axes = axes[0]
     axes[0].imshow(view.image, cmap="gray")
     axes[0].set_title(title or "image", fontsize=9)
+    if not view.maps:
+        axes[0].set_xlabel(NO_MAP_CAPTION, fontsize=8)
     for i, (ax, up) in enumerate(zip(axes[1:], view.upsampled, strict=True)):
         ax.imshow(view.image, cmap="gray")
-        ax.imshow(up, cmap="inferno", alpha=alpha)
+        shown = ax.imshow(up, cmap="inferno", alpha=alpha)
+        if colorbar:
+            bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+            bar.ax.tick_params(labelsize=7)
+            bar.set_label("map value", fontsize=7)
         r, c = view.peaks[i]
         ax.plot(c, r, "c+", markersize=10, mew=2)
         label = f"{view.names[i]} map {i}"
@@ -152,8 +166,8 @@ def vision_maps_explorer(models: Mapping[str, nn.Module] | Sequence[nn.Module] |
         models = {type(models).__name__: models}
     elif not isinstance(models, Mapping):
         models = {f"{i}: {type(m).__name__}": m for i, m in enumerate(models)}
-    pick = widgets.Dropdown(options=list(models), description="module")
-    index = widgets.IntSlider(value=0, min=0, max=images.shape[0] - 1, description="image")
+    pick = hide_if_single(fit_dropdown(widgets.Dropdown(options=list(models), description="module")))
+    index = labelled(widgets.IntSlider(value=0, min=0, max=images.shape[0] - 1, description="image"))
     out = widgets.Output()
 
     def update(_=None) -> None:
