@@ -6,12 +6,15 @@ import torch
 from course_lib.checks.core import CheckFailed
 from course_lib.checks.cues import (
     CUE_SCENARIOS,
+    POOLING_CHANGE_OPTIONS,
     check_attention_pool,
     check_average_pool,
     check_cue_kinds,
+    check_pooling_prediction,
     reference_attention_pool,
     reference_average_pool,
 )
+from course_lib.checks.thinking import reset_hints
 
 
 def stub(*_args):
@@ -121,3 +124,39 @@ def test_cue_kinds_accepts_the_right_labels(capsys):
 def test_cue_kinds_rejects(wrong, message):
     with pytest.raises(CheckFailed, match=message):
         check_cue_kinds(wrong)
+
+
+# ------------------------------------------------------------------------------ (d) predict what a query changes
+def test_pooling_prediction_accepts_the_truth(capsys):
+    reset_hints()
+    check_pooling_prediction("b", " D ")
+    out = capsys.readouterr().out
+    assert "changes_with_query: all" not in out and out.count("all checks passed") == 2
+    assert set(POOLING_CHANGE_OPTIONS) == {"a", "b", "c", "d"}
+
+
+@pytest.mark.parametrize("first, second, message", [
+    (None, None, "still None"),                       # the stub as handed out
+    ("a", "d", "average pooling is not given the query"),
+    ("c", "d", "the other way round"),
+    ("d", "d", "the scores q . k_i change"),
+    ("b", "b", "only sees their differences"),
+    ("b", "a", "average pooling still ignores the query"),
+    ("b", None, "still None"),
+    ("x", "d", "not one of the options"),
+    (2, "d", "letter of one option"),
+])
+def test_pooling_prediction_rejects(first, second, message):
+    reset_hints()
+    with pytest.raises(CheckFailed, match=message):
+        check_pooling_prediction(first, second)
+
+
+def test_pooling_prediction_hints_come_in_steps():
+    reset_hints()
+    messages = []
+    for _ in range(2):
+        with pytest.raises(CheckFailed) as err:
+            check_pooling_prediction("a", "d")
+        messages.append(str(err.value))
+    assert "Hint 1 of 2" in messages[0] and "Hint 2 of 2" in messages[1]

@@ -182,3 +182,56 @@ def test_none_answers_rejected():
     for checker in (check_box_iou, check_nms, check_decode_boxes):
         with pytest.raises(CheckFailed, match="None"):
             checker(None)
+
+
+# ---- predict what greedy NMS keeps ---------------------------------------------------------------
+@pytest.fixture
+def fresh_hints():
+    from course_lib.checks.thinking import reset_hints
+
+    reset_hints()
+    yield
+    reset_hints()
+
+
+def test_nms_example_is_what_the_library_keeps():
+    from course_lib.checks.detection import NMS_EXAMPLE
+
+    kept = nms(torch.tensor(NMS_EXAMPLE["boxes"]), torch.tensor(NMS_EXAMPLE["scores"]), NMS_EXAMPLE["iou_threshold"])
+    assert "".join(NMS_EXAMPLE["names"][i] for i in kept.tolist()) == "BAE"
+
+
+@pytest.mark.parametrize("answer", ["BAE", "bae", "B, A, E", ["B", "A", "E"]])
+def test_nms_prediction_accepts(answer, capsys, fresh_hints):
+    from course_lib.checks.detection import check_nms_prediction
+
+    check_nms_prediction(answer)
+    assert "all checks passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("answer, message", [
+    (None, "still None"),  # the stub: the exercise as handed out
+    ("BE", "deleted still deleted"),  # a deleted box suppressed the chain
+    ("ABD", "order of the letters"),  # boxes taken in the order listed, not by score
+    ("ABCDE", "Nothing was suppressed"),
+    ("EDCBA", "Nothing was suppressed"),
+    ("ABE", "highest score first"),
+    ("BAED", "D is deleted"),
+    ("BA", "E survives"),
+    ("BZ", "letters A, B, C, D, E"),
+    ("BBE", "at most once"),
+    (3, "letters of the kept boxes"),
+])
+def test_nms_prediction_rejects(answer, message, fresh_hints):
+    from course_lib.checks.detection import check_nms_prediction
+
+    with pytest.raises(CheckFailed, match=message):
+        check_nms_prediction(answer)
+
+
+def test_nms_prediction_hints_come_in_steps(fresh_hints):
+    from course_lib.checks.detection import check_nms_prediction
+
+    for k in (1, 2, 3, 3):
+        with pytest.raises(CheckFailed, match=f"Hint {k} of 3"):
+            check_nms_prediction("BE")

@@ -255,3 +255,66 @@ def test_reference_update_handles_empty_rows():
     m2, l2, acc2 = reference_online_softmax_update(m, l, acc, s, torch.ones(2, 3))
     assert torch.isinf(m2[0]).all() and l2[0].item() == 0 and (acc2[0] == 0).all()
     assert not torch.isnan(acc2).any()
+
+
+# ---- exercise 4: predict the tiled loop's blocks and tile size -------------------------------------
+TILE_RIGHT = 2 * 4 * 1000 * 128 * 4
+
+
+@pytest.fixture
+def fresh_hints():
+    from course_lib.checks.thinking import reset_hints
+
+    reset_hints()
+    yield
+    reset_hints()
+
+
+def test_measure_tiled_blocks_follows_the_code():
+    from course_lib.checks.efficient import measure_tiled_blocks
+
+    assert measure_tiled_blocks(batch=2, heads=4, n_q=1000, n_k=1000, head_dim=64, block_size=128,
+                                dtype=torch.float32) == (8, TILE_RIGHT)
+    assert measure_tiled_blocks(batch=1, heads=2, n_q=7, n_k=256, head_dim=8, block_size=128,
+                                dtype=torch.float16) == (2, 1 * 2 * 7 * 128 * 2)  # a whole number of blocks
+    assert measure_tiled_blocks(batch=1, heads=1, n_q=3, n_k=50, head_dim=4, block_size=64,
+                                dtype=torch.float64) == (1, 3 * 50 * 8)  # one short block: the tile is N_k wide
+
+
+def test_tiled_blocks_accepts_the_prediction(capsys, fresh_hints):
+    from course_lib.checks.efficient import check_tiled_blocks
+
+    check_tiled_blocks(8, TILE_RIGHT)
+    check_tiled_blocks(8.0, float(TILE_RIGHT))
+    assert capsys.readouterr().out.count("all checks passed") == 4
+
+
+@pytest.mark.parametrize("n_blocks, tile_bytes, message", [
+    (None, None, "n_blocks is still None"),  # the stub: the exercise as handed out
+    (8, None, "tile_bytes is still None"),
+    (7, TILE_RIGHT, "rounds down"),
+    (7.8125, TILE_RIGHT, "fraction"),
+    (1000, TILE_RIGHT, "one key at a time"),
+    (64, TILE_RIGHT, "not the queries"),
+    (8, 2 * 4 * 1000 * 1000 * 4, "naive path"),
+    (8, TILE_RIGHT // 4, "not bytes"),
+    (8, TILE_RIGHT * 8, "bits"),
+    (8, TILE_RIGHT // 8, "batch and the heads"),
+    (8, 2 * 4 * 128 * 128 * 4, "block, block"),
+    (8, 123, "not right"),
+    ("8", TILE_RIGHT, "number"),
+])
+def test_tiled_blocks_rejects(n_blocks, tile_bytes, message, fresh_hints):
+    from course_lib.checks.efficient import check_tiled_blocks
+
+    with pytest.raises(CheckFailed, match=message):
+        check_tiled_blocks(n_blocks, tile_bytes)
+
+
+def test_tiled_blocks_hints_come_in_steps(fresh_hints):
+    from course_lib.checks.efficient import check_tiled_blocks
+
+    with pytest.raises(CheckFailed, match="Hint 1 of 2"):
+        check_tiled_blocks(7, TILE_RIGHT)
+    with pytest.raises(CheckFailed, match="Hint 2 of 2: .*Round up"):
+        check_tiled_blocks(9, TILE_RIGHT)

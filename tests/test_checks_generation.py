@@ -121,3 +121,56 @@ def test_pool_accepts_reference(capsys):
 def test_pool_rejects(wrong, message):
     with pytest.raises(CheckFailed, match=message):
         check_attention_pool(wrong)
+
+
+# ---- predict how much of the largest patch lies on the image -------------------------------------
+@pytest.fixture
+def fresh_hints():
+    from course_lib.checks.thinking import reset_hints
+
+    reset_hints()
+    yield
+    reset_hints()
+
+
+def test_largest_patch_coverage_is_measured_on_the_sensor():
+    from course_lib.checks.generation import largest_patch_coverage
+
+    assert largest_patch_coverage((-1.0, -1.0), size=40, patch_size=8, num_scales=3) == 0.25
+    assert largest_patch_coverage((1.0, 1.0), size=40, patch_size=8, num_scales=3) == pytest.approx((17 / 32) ** 2)
+    assert largest_patch_coverage((0.0, 0.0), size=40, patch_size=8, num_scales=3) == 1.0  # the centre: all inside
+
+
+def test_corner_coverage_accepts_the_prediction(capsys, fresh_hints):
+    from course_lib.checks.generation import check_corner_coverage
+
+    check_corner_coverage(0.25, (17 / 32) ** 2)
+    check_corner_coverage(0.25, 0.2822)  # four digits are enough
+    assert capsys.readouterr().out.count("all checks passed") == 4
+
+
+@pytest.mark.parametrize("top_left, bottom_right, message", [
+    (None, None, "fraction_top_left is still None"),  # the stub: the exercise as handed out
+    (0.25, None, "fraction_bottom_right is still None"),
+    (0.5, 0.2822, "one axis"),
+    (1.0, 0.2822, "back inside"),
+    (0.25, 0.25, "clipped to pixel 39"),
+    (0.25, 17 / 32, "one axis"),
+    (0.25, 1.0, "back inside"),
+    (0.25, (33 / 64) ** 2, "not g \\* 2\\^k"),
+    (0.25, 0.3, "not right"),
+    ("1/4", 0.2822, "number"),
+])
+def test_corner_coverage_rejects(top_left, bottom_right, message, fresh_hints):
+    from course_lib.checks.generation import check_corner_coverage
+
+    with pytest.raises(CheckFailed, match=message):
+        check_corner_coverage(top_left, bottom_right)
+
+
+def test_corner_coverage_hints_come_in_steps(fresh_hints):
+    from course_lib.checks.generation import check_corner_coverage
+
+    for k in (1, 2, 3, 3):
+        with pytest.raises(CheckFailed, match=f"Hint {k} of 3"):
+            check_corner_coverage(0.25, 0.25)

@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from course_lib.checks.core import CheckFailed
-from course_lib.checks.mha import check_merge_heads, check_mha_forward, check_mha_param_count, check_split_heads
+from course_lib.checks.mha import (
+    HEADS_PARAMETER_OPTIONS,
+    check_heads_predictions,
+    check_merge_heads,
+    check_mha_forward,
+    check_mha_param_count,
+    check_split_heads,
+)
+from course_lib.checks.thinking import reset_hints
 
 
 def stub(*args, **kwargs):
@@ -133,3 +141,37 @@ def test_param_count_accepts_numpy_integers(capsys):
     assert capsys.readouterr().out.count("all checks passed") == 2
     with pytest.raises(CheckFailed, match="should return an int"):
         check_mha_param_count(lambda *a, **kw: count_ok(*a, **kw) + 0.5)
+
+
+# ---- exercise 5: what more heads cost ---------------------------------------------------------------------------
+def test_heads_predictions_accept_the_truth(capsys):
+    reset_hints()
+    check_heads_predictions("b", torch.Size([2, 8, 10, 12]))
+    assert capsys.readouterr().out.count("all checks passed") == 2
+    assert set(HEADS_PARAMETER_OPTIONS) == {"a", "b", "c"}
+
+
+@pytest.mark.parametrize("choice, shape, message", [
+    (None, None, "still None"),                 # the stub
+    ("a", (2, 8, 10, 12), "a slice of width D / H"),
+    ("c", (2, 8, 10, 12), "add up to D again"),
+    ("b", (2, 10, 12), "average_attn_weights"),
+    ("b", (2, 8, 12, 10), "rows are the queries"),
+    ("b", (2, 8, 10, 10), "not the 10 queries"),
+    ("b", (2, 10, 64), "shape of the output"),
+    ("b", (8, 2, 10, 12), "batch axis comes first"),
+    ("b", (2, 8, 10), "1 axes|3 axes"),
+])
+def test_heads_predictions_reject(choice, shape, message):
+    reset_hints()
+    with pytest.raises(CheckFailed, match=message):
+        check_heads_predictions(choice, shape)
+
+
+def test_heads_predictions_leave_the_global_rng_alone():
+    reset_hints()
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    check_heads_predictions("b", (2, 8, 10, 12))
+    assert torch.equal(torch.rand(3), expected)

@@ -141,3 +141,63 @@ def test_step_accepts_reference(capsys):
 def test_step_rejects(wrong, message):
     with pytest.raises(CheckFailed, match=message):
         check_decode_step(wrong)
+
+
+# ---- predict the KV cache's size ------------------------------------------------------------------
+KV_RIGHT = 2 * 48 * 8 * 128 * 8192 * 4 * 2  # keys and values x layers x kv heads x d x tokens x batch x bf16
+
+
+def test_kv_cache_measured_by_real_caches_agrees_with_the_formula():
+    from course_lib.attention import kv_cache_bytes
+    from course_lib.checks.modern import kv_cache_bytes_measured
+
+    for layers, kv, d, tokens, batch, dtype in ((2, 4, 16, 272, 4, torch.float32), (3, 1, 8, 5, 2, torch.float16)):
+        measured = kv_cache_bytes_measured(num_layers=layers, num_kv_heads=kv, head_dim=d, tokens=tokens,
+                                           batch=batch, dtype=dtype)
+        assert measured == kv_cache_bytes(num_layers=layers, num_kv_heads=kv, head_dim=d, tokens=tokens,
+                                          batch=batch, bytes_per_value=torch.empty((), dtype=dtype).element_size())
+
+
+def test_kv_cache_prediction_accepts_the_derivation(capsys):
+    from course_lib.checks.modern import check_kv_cache_prediction
+
+    check_kv_cache_prediction(KV_RIGHT)
+    check_kv_cache_prediction(6 * 2 ** 30)
+    check_kv_cache_prediction(float(KV_RIGHT))
+    assert capsys.readouterr().out.count("all checks passed") == 3
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (None, "still None"),  # the stub: the exercise as handed out
+    (2 * 48 * 32 * 128 * 8192 * 4 * 2, "query heads"),
+    (48 * 8 * 128 * 8192 * 4 * 2, "keys only"),
+    (2 * 48 * 8 * 128 * 8192 * 4 * 4, "float32"),
+    (KV_RIGHT * 8, "bits"),
+    (KV_RIGHT // 4, "batch"),
+    (KV_RIGHT // 48, "one layer"),
+    (KV_RIGHT // 8, "multi-query"),
+    (6e9, "GiB"),
+    (12345, "not right"),
+    ("6 GiB", "number"),
+])
+def test_kv_cache_prediction_rejects(wrong, message):
+    from course_lib.checks.modern import check_kv_cache_prediction
+    from course_lib.checks.thinking import reset_hints
+
+    reset_hints()
+    with pytest.raises(CheckFailed, match=message):
+        check_kv_cache_prediction(wrong)
+
+
+def test_kv_cache_prediction_hints_come_in_steps():
+    from course_lib.checks.modern import check_kv_cache_prediction
+    from course_lib.checks.thinking import reset_hints
+
+    reset_hints()
+    messages = []
+    for _ in range(3):
+        with pytest.raises(CheckFailed) as err:
+            check_kv_cache_prediction(1)
+        messages.append(str(err.value))
+    assert [f"Hint {k} of 3" in m for k, m in zip((1, 2, 3), messages, strict=True)] == [True, True, True]
+    reset_hints()

@@ -110,3 +110,13 @@ def test_bio_to_spans(capsys):
     fails(check_bio_to_spans, merge_b, "always starts")
     fails(check_bio_to_spans, lambda tags: None, "list of")
     fails(check_bio_to_spans, lambda tags: [], "expected")
+
+
+def test_article_output_shapes_hints_come_in_steps():
+    from course_lib.checks.thinking import reset_hints
+
+    reset_hints()
+    for k in (1, 2, 3, 3):
+        with pytest.raises(CheckFailed, match=f"batch(.|\n)*Hint {k} of 3"):
+            check_article_output_shapes(lambda t, b, k: ((t, b, k), (b, t, k)))
+    reset_hints()

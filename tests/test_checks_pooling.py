@@ -8,6 +8,8 @@ import torch
 from course_lib.attention import masked_softmax, nadaraya_watson
 from course_lib.checks.core import CheckFailed
 from course_lib.checks.pooling import (
+    BANDWIDTH_LIMIT_DATA,
+    check_bandwidth_limits,
     check_fit_bandwidth,
     check_gaussian_weights,
     check_loo_weights,
@@ -17,6 +19,7 @@ from course_lib.checks.pooling import (
     reference_gaussian_weights,
     reference_loo_weights,
 )
+from course_lib.checks.thinking import reset_hints
 from course_lib.data.regression import regression_problem, true_function
 
 
@@ -207,3 +210,29 @@ def test_fit_bandwidth_accepts_numpy_scalars(capsys):
     assert isinstance(h, float)
     with pytest.raises(CheckFailed, match="the bandwidth as a float"):
         check_fit_bandwidth(lambda x, y: "0.3")
+
+
+# ---- (d) the two limits of the bandwidth -----------------------------------------------------------------------
+def test_bandwidth_limits_accept_the_truth(capsys):
+    reset_hints()
+    y = BANDWIDTH_LIMIT_DATA["y_train"]
+    check_bandwidth_limits(-2.0, torch.tensor(float(y.mean())))
+    assert capsys.readouterr().out.count("all checks passed") == 2
+
+
+@pytest.mark.parametrize("small, large, message", [
+    (None, None, "still None"),                  # the stub
+    (2.0, -2.0, "the limit h -> infinity"),      # limits swapped
+    (-1.0, 2.0, "straight-line interpolation"),
+    (3.0, 2.0, "second nearest key"),
+    (0.5, 2.0, "mean of the two neighbours"),
+    (-2.0, 8.0, "sum of the y"),
+    (-2.0, 0.0, "normalised"),
+    (-2.0, -2.0, "the limit h -> 0"),
+    (-2.0, "2", "should be a number"),
+    (1.7, 2.0, "is not right"),
+])
+def test_bandwidth_limits_reject(small, large, message):
+    reset_hints()
+    with pytest.raises(CheckFailed, match=message):
+        check_bandwidth_limits(small, large)

@@ -8,7 +8,14 @@ import torch.nn.functional as F
 
 from course_lib.attention import local_mask
 from course_lib.checks.core import CheckFailed
-from course_lib.checks.qkv import check_hard_attention, check_local_mask, check_straight_through
+from course_lib.checks.qkv import (
+    GRADIENT_OPTIONS,
+    check_gradient_predictions,
+    check_hard_attention,
+    check_local_mask,
+    check_straight_through,
+)
+from course_lib.checks.thinking import reset_hints
 
 
 def stub(*args, **kwargs):
@@ -176,3 +183,39 @@ def lm_python_ints_only(t_q, t_k, window):
 def test_local_mask_includes_numpy_integers():
     with pytest.raises(CheckFailed, match=r"local_mask raised TypeError: sizes must be int \[on t_q=5.*numpy integers"):
         check_local_mask(lm_python_ints_only)
+
+
+# ---- exercise 4: which picks pass a gradient, and what REINFORCE estimates ---------------------------------------
+def test_gradient_predictions_accept_the_truth(capsys):
+    reset_hints()
+    check_gradient_predictions("B", 0.5 * (1 - 4))
+    assert capsys.readouterr().out.count("all checks passed") == 2
+    assert "b" in GRADIENT_OPTIONS
+
+
+@pytest.mark.parametrize("choice, number, message", [
+    (None, None, "still None"),                   # the stub
+    ("a", -1.5, "integer index"),                 # hard_argmax has no gradient
+    ("c", -1.5, "backward pass is softmax's"),    # forgot straight-through
+    ("d", -1.5, "smooth one"),
+    ("e", -1.5, "differentiable everywhere"),
+    ("b", -2.0, "baseline only changes the variance"),
+    ("b", 0.5, "p_0 r_0"),
+    ("b", -3.0, "multiply by p_0"),
+    ("b", -4.0, "one sample's advantage"),
+    ("b", 0.0, "unbiased"),
+    ("b", -1.0, "is not right"),
+])
+def test_gradient_predictions_reject(choice, number, message):
+    reset_hints()
+    with pytest.raises(CheckFailed, match=message):
+        check_gradient_predictions(choice, number)
+
+
+def test_gradient_predictions_leave_the_global_rng_alone():
+    reset_hints()
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
+    check_gradient_predictions("b", -1.5)
+    assert torch.equal(torch.rand(3), expected)

@@ -11,12 +11,15 @@ from torch import nn
 from course_lib.attention import dot_product_scores, lengths_to_mask, masked_softmax
 from course_lib.checks.core import CheckFailed
 from course_lib.checks.scoring import (
+    SCORE_VARIANCE_SETTING,
     check_additive_scores,
     check_attention_layer,
     check_masked_softmax,
     check_scaled_dot_scores,
+    check_score_variance,
     check_shared_key_scores,
 )
+from course_lib.checks.thinking import reset_hints
 
 
 def _fails(checker, answer, *fragments: str) -> str:
@@ -368,3 +371,30 @@ def test_batch_of_one_cases_catch_squeeze():
         return (torch.softmax(filled, dim=-1) * allowed).squeeze()
 
     _fails(check_masked_softmax, ms_squeezed, "(1, 1, 4)", "axes of size 1 are gone")
+
+
+# ---- exercise 5: the variance of a scaled score --------------------------------------------------------------
+def test_score_variance_accepts_the_derivation(capsys):
+    reset_hints()
+    d, var = SCORE_VARIANCE_SETTING["d"], SCORE_VARIANCE_SETTING["entry_variance"]
+    check_score_variance(var**2, 1 / (var * math.sqrt(d)))
+    assert capsys.readouterr().out.count("all checks passed") == 2
+
+
+@pytest.mark.parametrize("scaled, scale, message", [
+    (None, None, "still None"),                    # the stub
+    (2.0, 0.125, "sigma\\^2 \\* sigma\\^2"),      # sigma^2 once
+    (1.0, 0.125, "only when the entries have variance 1"),
+    (64.0, 0.125, "before the scaling"),
+    (32.0, 0.125, "d sigma\\^2"),
+    (4.0, 0.25, "right scale only for unit-variance"),
+    (4.0, 1 / 16, "the square root"),
+    (4.0, 1 / 64, "c Var"),
+    (4.0, 0.5, "not the growth with d"),
+    (4.0, None, "still None"),
+    (7.0, 0.125, "is not right"),
+])
+def test_score_variance_rejects(scaled, scale, message):
+    reset_hints()
+    with pytest.raises(CheckFailed, match=message):
+        check_score_variance(scaled, scale)

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from course_lib.checks.core import CheckFailed
-from course_lib.checks.selfattn import check_causal_mask, check_positional_self_attention, check_sinusoidal_encoding
+from course_lib.checks.selfattn import (
+    PERMUTATION_OPTIONS,
+    check_causal_mask,
+    check_permutation_predictions,
+    check_positional_self_attention,
+    check_sinusoidal_encoding,
+)
+from course_lib.checks.thinking import reset_hints
 
 
 def stub(*args, **kwargs):
@@ -129,3 +136,26 @@ def test_positional_self_attention_accepts_reference(capsys):
 def test_positional_self_attention_rejects(wrong, message):
     with pytest.raises(CheckFailed, match=message):
         check_positional_self_attention(wrong)
+
+
+# ---- exercise 4: permute the tokens ------------------------------------------------------------------------------
+def test_permutation_predictions_accept_the_truth(capsys):
+    reset_hints()
+    check_permutation_predictions("b", "c")
+    assert capsys.readouterr().out.count("all checks passed") == 2
+    assert len(PERMUTATION_OPTIONS) == 4
+
+
+@pytest.mark.parametrize("plain, positions, message", [
+    (None, None, "still None"),                  # the stub
+    ("a", "c", "rows of the result move"),
+    ("c", "c", "no new vectors appear"),
+    ("d", "c", "not a reversal"),
+    ("b", "b", "that is what happens without positions"),
+    ("b", "a", "new place"),
+    ("b", "d", "not a reversal"),
+])
+def test_permutation_predictions_reject(plain, positions, message):
+    reset_hints()
+    with pytest.raises(CheckFailed, match=message):
+        check_permutation_predictions(plain, positions)

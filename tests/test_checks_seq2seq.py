@@ -11,17 +11,23 @@ from course_lib import seq2seq as s2s
 from course_lib.attention import causal_mask, lengths_to_mask, masked_softmax
 from course_lib.checks.core import CheckFailed
 from course_lib.checks.seq2seq import (
+    ArticleStyleAttention,
     check_accuracy_by_length,
     check_additive_attention_step,
+    check_article_predictions,
+    check_bottleneck_predictions,
     check_cross_attention_mask,
     check_decoder_self_mask,
+    check_fixed_article_attention,
     check_general_scores,
     check_greedy_search,
     check_last_valid_state,
     check_shift_right,
     reference_additive_attention_step,
+    reference_fixed_article_attention,
     reference_general_scores,
 )
+from course_lib.checks.thinking import reset_hints
 
 
 def stub(*args, **kwargs):
@@ -211,3 +217,131 @@ def _ignores_max_len(step, state, batch_size, bos_id, eos_id, max_len, pad_id=0)
 
 def test_greedy_search_stops_a_loop_that_ignores_max_len():
     fails(check_greedy_search, _ignores_max_len, r"called step more than max_len = 5 times.*for t in range\(max_len\)")
+
+
+# ---- lesson 07, exercise 4: the bottleneck -------------------------------------------------------------------------
+def test_bottleneck_predictions_accept_the_truth(capsys):
+    reset_hints()
+    check_bottleneck_predictions((2, 64), "c")
+    assert capsys.readouterr().out.count("all checks passed") == 2
+
+
+@pytest.mark.parametrize("shape, remedy, message", [
+    (None, None, "still None"),                # the stub
+    ((2, 20, 64), "c", "output at every position"),
+    ((1, 2, 64), "c", "num_layers, B, H"),
+    ((20, 64), "c", "no length axis"),
+    ((64,), "c", "keep the batch axis"),
+    ((2, 64), "a", "the bottleneck moves"),
+    ((2, 64), "b", "one fixed-size vector"),
+    ((2, 64), "d", "not how many there are"),
+    ((2, 64), None, "still None"),
+])
+def test_bottleneck_predictions_reject(shape, remedy, message):
+    reset_hints()
+    with pytest.raises(CheckFailed, match=message):
+        check_bottleneck_predictions(shape, remedy)
+
+
+# ---- lesson 08, exercises 3 and 4: the article-style attention -------------------------------------------------
+def test_article_style_attention_fails_as_described():
+    layer = ArticleStyleAttention(4)
+    with pytest.raises(RuntimeError, match="Sizes of tensors must match"):
+        layer(torch.randn(1, 3, 4), torch.randn(5, 3, 4))
+    context, weights = layer(torch.randn(1, 3, 4), torch.randn(1, 3, 4))
+    assert context.shape == (1, 4) and torch.allclose(weights.sum(1), torch.ones(1, 1))  # batch summed away
+
+
+def test_article_predictions_accept_the_truth(capsys):
+    reset_hints()
+    check_article_predictions("b", "b")
+    assert capsys.readouterr().out.count("all checks passed") == 2
+
+
+@pytest.mark.parametrize("outcome, axis, message", [
+    (None, None, "still None"),                # the stub
+    ("a", "b", "never gets that far"),
+    ("c", "b", "never gets to the softmax"),
+    ("d", "b", "there is a softmax"),
+    ("b", "a", "that would be dim=0"),
+    ("b", "c", "axis 2 has size 1"),
+    ("b", "d", "always sums to 1"),
+])
+def test_article_predictions_reject(outcome, axis, message):
+    reset_hints()
+    with pytest.raises(CheckFailed, match=message):
+        check_article_predictions(outcome, axis)
+
+
+class _Fixed(ArticleStyleAttention):
+    def forward(self, hidden, encoder_outputs, mask):
+        return reference_fixed_article_attention(self.attn, hidden, encoder_outputs, mask)
+
+
+def _energy(layer, hidden, outputs, swap=False):
+    repeated = hidden.expand(outputs.shape[0], -1, -1)
+    pair = (outputs, repeated) if swap else (repeated, outputs)
+    return layer.attn(torch.cat(pair, dim=2)).squeeze(-1)  # (T, B)
+
+
+class _FixedBy1e9(ArticleStyleAttention):  # a finite fill and (T, B, 1) arithmetic: also right
+    def forward(self, hidden, encoder_outputs, mask):
+        energy = self.attn(torch.cat((hidden.repeat(encoder_outputs.shape[0], 1, 1), encoder_outputs), dim=2))
+        weights = torch.softmax(energy.masked_fill(~mask[..., None], -1e9), dim=0)  # (T, B, 1)
+        return (weights * encoder_outputs).sum(0, keepdim=True), weights[..., 0]
+
+
+def _variant(weights_fn, context_fn=None):
+    class Wrong(ArticleStyleAttention):
+        def forward(self, hidden, encoder_outputs, mask):
+            weights = weights_fn(_energy(self, hidden, encoder_outputs), mask, self, hidden, encoder_outputs)
+            if context_fn is not None:
+                return context_fn(weights, encoder_outputs), weights
+            return (weights[..., None] * encoder_outputs).sum(0, keepdim=True), weights
+    return Wrong
+
+
+def _right_weights(energy, mask, *_):
+    return torch.softmax(energy.masked_fill(~mask, float("-inf")), dim=0)
+
+
+class _Stub(ArticleStyleAttention):
+    def forward(self, hidden, encoder_outputs, mask):
+        raise NotImplementedError()
+
+
+def test_fixed_article_attention_accepts_right_answers(capsys):
+    check_fixed_article_attention(_Fixed)
+    check_fixed_article_attention(_FixedBy1e9)
+    assert capsys.readouterr().out.count("FixedAttention: all checks passed") == 2
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (_Stub, "not implemented yet"),
+    (ArticleStyleAttention, "raised TypeError"),  # the class unchanged: no mask argument
+    (_variant(lambda e, m, *_: torch.softmax(e.masked_fill(~m, float("-inf")), dim=1)), "axis 1, the batch"),
+    (_variant(lambda e, m, *_: torch.softmax(e, dim=0)), "padding is not masked"),
+    (_variant(lambda e, m, *_: torch.softmax(e, dim=0) * m), "without renormalising"),
+    (_variant(lambda e, m, *_: torch.softmax(e.masked_fill(m, float("-inf")), dim=0)), "the mask is flipped"),
+    (_variant(lambda e, m, layer, h, o: torch.softmax(_energy(layer, h, o, swap=True).masked_fill(~m, -1e9), 0)),
+     "other order"),
+    (_variant(lambda e, m, *_: _right_weights(e, m)[..., None], lambda w, o: (w * o).sum(0, keepdim=True)),
+     "squeeze the last axis"),
+    (_variant(_right_weights, lambda w, o: (w[..., None] * o).sum(1)), "axis 1, the batch"),
+    (_variant(_right_weights, lambda w, o: (w[..., None] * o).sum(0)), "keep the axis"),
+    (_variant(_right_weights, lambda w, o: (w[..., None] * o).mean(0, keepdim=True)), "largest difference"),
+    (lambda h: object(), "should build a module"),
+    (None, "is None"),
+])
+def test_fixed_article_attention_rejects(wrong, message):
+    with pytest.raises(CheckFailed, match=message):
+        check_fixed_article_attention(wrong)
+
+
+def test_fixed_article_attention_rejects_a_single_return():
+    class OnlyContext(_Fixed):
+        def forward(self, hidden, encoder_outputs, mask):
+            return super().forward(hidden, encoder_outputs, mask)[0]
+
+    with pytest.raises(CheckFailed, match=r"should return \(context, weights\)"):
+        check_fixed_article_attention(OnlyContext)

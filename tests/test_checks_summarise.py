@@ -140,3 +140,17 @@ def test_checkers_leave_the_global_random_state_alone():
     check_extend_vocab(sm.extend_vocab)
     check_final_distribution(sm.final_distribution)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_copy_probability_hints_come_in_steps():
+    from course_lib.checks.thinking import reset_hints
+
+    g, w = COPY_EXAMPLE["p_gen"], COPY_EXAMPLE["weights"]
+    beat = g * COPY_EXAMPLE["p_vocab_beat"] + (1 - g) * w[1]
+    reset_hints()
+    for k in (1, 2, 3, 3):
+        with pytest.raises(CheckFailed, match=f"twice(.|\n)*Hint {k} of 3"):
+            check_copy_probability(((1 - g) * w[0], beat))
+    with pytest.raises(CheckFailed, match="Hint 1 of 3: beat is in the vocabulary"):
+        check_copy_probability(((1 - g) * (w[0] + w[4]), 0.9))
+    reset_hints()

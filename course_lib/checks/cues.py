@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from course_lib.checks.core import CheckFailed, call_learner, compare, passed, require_callable
+from course_lib.checks.thinking import StepHints, check_choice
 
 __all__ = [
     "reference_average_pool",
@@ -20,6 +21,8 @@ __all__ = [
     "check_attention_pool",
     "CUE_SCENARIOS",
     "check_cue_kinds",
+    "POOLING_CHANGE_OPTIONS",
+    "check_pooling_prediction",
 ]
 
 
@@ -180,3 +183,68 @@ def check_cue_kinds(classify_cues: Callable[[], Mapping[str, str]]) -> None:
                           "\nA nonvolitional cue comes from the thing itself (salience); a volitional cue comes "
                           "from what you want (the query).")
     passed("classify_cues")
+
+
+# --------------------------------------------------------------------------------------------------
+# Exercise (d): predict which pooling output a new query changes
+# --------------------------------------------------------------------------------------------------
+#: The options of exercise (d): which output changes when the query moves, keys and values held fixed.
+POOLING_CHANGE_OPTIONS: dict[str, str] = {
+    "a": "both outputs change",
+    "b": "only the attention-pooling output changes",
+    "c": "only the average-pooling output changes",
+    "d": "neither output changes",
+}
+
+
+def _which_changes(keys: Tensor, values: Tensor, query: Tensor, moved: Tensor) -> str:
+    """Run both poolings for two queries and return the option that describes what changed."""
+    average = [reference_average_pool(values) for _ in (query, moved)]  # average pooling never reads the query
+    attention = [reference_attention_pool(q[None, :], keys, values)[0] for q in (query, moved)]
+    average_changed = not torch.allclose(average[0], average[1], atol=1e-6)
+    attention_changed = not torch.allclose(attention[0], attention[1], atol=1e-6)
+    return {(True, True): "a", (False, True): "b", (True, False): "c", (False, False): "d"}[
+        (average_changed, attention_changed)]
+
+
+def check_pooling_prediction(changes_with_query: object, changes_when_keys_equal: object) -> None:
+    """Check two predictions (option letters of ``POOLING_CHANGE_OPTIONS``): what a moved query changes, with
+    distinct keys and with every key the same vector. The truth comes from running both poolings.
+
+    Introduced in lesson 01.
+    """
+    g = _generator(11)
+    keys, values = torch.randn(5, 3, generator=g), torch.randn(5, 4, generator=g)
+    query, moved = torch.randn(3, generator=g), torch.randn(3, generator=g)
+    same_keys = keys[:1].expand(5, 3)  # five copies of one key
+    distinct = _which_changes(keys, values, query, moved)
+    equal = _which_changes(same_keys, values, query, moved)
+    check_choice(
+        changes_with_query, "changes_with_query", POOLING_CHANGE_OPTIONS, distinct,
+        StepHints("01-pooling-query", [
+            "look at the inputs of each pooling: which of the two is even given the query?",
+            "average pooling gives every value the weight 1/n whatever the query; attention pooling's weights are "
+            "softmax(q . k_i), and q . k_i changes when q does",
+        ]),
+        why="average pooling never reads the query (weights 1/n); attention pooling's weights softmax(q . k_i) "
+            "move with q, so its output moves with them",
+        wrong={"a": "average pooling is not given the query at all, so it cannot change with it.",
+               "c": "it is the other way round: average pooling ignores the query.",
+               "d": "the scores q . k_i change when q does (the keys differ), so the weights and the output do."},
+    )
+    check_choice(
+        changes_when_keys_equal, "changes_when_keys_equal", POOLING_CHANGE_OPTIONS, equal,
+        StepHints("01-pooling-equal-keys", [
+            "write down the scores q . k_1, ..., q . k_n when k_1 = ... = k_n: how do they differ from each other?",
+            "equal scores give the softmax weights 1/n each, for every query: attention pooling then is average "
+            "pooling",
+        ]),
+        why="with every key the same vector k, every score is the same number q . k, the softmax gives 1/n to each "
+            "key whatever q is, and attention pooling becomes average pooling: a query can only choose between "
+            "keys that differ",
+        wrong={"a": "average pooling still ignores the query; and what can attention pooling choose between "
+                    "when all keys look alike?",
+               "b": "the scores q . k change with q, but they are all equal to each other, and the softmax only "
+                    "sees their differences.",
+               "c": "average pooling is not given the query at all."},
+    )

@@ -10,16 +10,19 @@ over channels instead of positions.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from course_lib.checks.core import CheckFailed, call_learner, compare, passed, require_callable
+from course_lib.checks.thinking import StepHints
 from course_lib.detection.boxes import box_area, box_iou, cxcywh_to_xyxy
 from course_lib.detection.head import decode_boxes
 from course_lib.detection.nms import nms
 
-__all__ = ["check_box_iou", "check_nms", "check_decode_boxes", "check_attention_pool"]
+__all__ = ["check_box_iou", "check_nms", "check_decode_boxes", "check_attention_pool", "NMS_EXAMPLE",
+           "check_nms_prediction"]
 
 
 def _random_boxes(n: int, seed: int, size: float = 20.0) -> Tensor:
@@ -218,3 +221,97 @@ def check_attention_pool(pool_fn: Callable[[Tensor, nn.Linear], tuple[Tensor, Te
         raise CheckFailed(f"boxes_per_image = {boxes_per_image}: the pooled vector is one vector per image, and the "
                           f"box layer maps it to one box; how many digits are on the canvas does not change that")
     passed("attention_pool")
+
+
+# --------------------------------------------------------------------------------------------------
+# Predict what greedy NMS keeps
+# --------------------------------------------------------------------------------------------------
+NMS_EXAMPLE: dict[str, Any] = {
+    "names": "ABCDE",
+    "boxes": [[4.0, 0.0, 14.0, 10.0], [0.0, 0.0, 10.0, 10.0], [2.0, 0.0, 12.0, 10.0],
+              [21.0, 20.0, 31.0, 30.0], [20.0, 20.0, 30.0, 30.0]],
+    "scores": [0.7, 0.9, 0.8, 0.5, 0.6],
+    "iou_threshold": 0.5,
+}
+
+
+def _letters(answer: Any, name: str, names: str) -> str:
+    if answer is None or answer is Ellipsis:
+        raise CheckFailed(f"{name} is still {answer!r}: replace it with your answer in the cell above and run it")
+    if isinstance(answer, str):
+        letters = [ch for ch in answer.upper() if not ch.isspace() and ch not in ",;-[]()'\""]
+    elif isinstance(answer, list | tuple) and all(isinstance(a, str) for a in answer):
+        letters = [a.strip().upper() for a in answer]
+    else:
+        raise CheckFailed(f"{name} should be the letters of the kept boxes as a string such as \"ACD\", got "
+                          f"{type(answer).__name__} {answer!r}")
+    unknown = [ch for ch in letters if ch not in names]
+    if unknown or len(set(letters)) != len(letters):
+        raise CheckFailed(f"{name} = {answer!r}: use each of the letters {', '.join(names)} at most once")
+    return "".join(letters)
+
+
+def check_nms_prediction(predicted_kept: object) -> None:
+    """``predicted_kept``: the letters of the boxes greedy NMS keeps for ``NMS_EXAMPLE``, in the order it returns
+    them (highest score first); the truth is what ``course_lib.detection.nms`` returns. Introduced in lesson 14."""
+    ex = NMS_EXAMPLE
+    names, thr = ex["names"], ex["iou_threshold"]
+    boxes, scores = torch.tensor(ex["boxes"]), torch.tensor(ex["scores"])
+    got = _letters(predicted_kept, "predicted_kept", names)
+    truth = "".join(names[i] for i in nms(boxes, scores, thr).tolist())
+    iou = box_iou(boxes, boxes)
+    by_score = "".join(names[i] for i in torch.argsort(scores, descending=True).tolist())
+    pairs = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names)) if iou[i, j] > 0]
+    overlaps = ", ".join(f"IoU({names[i]}, {names[j]}) = {iou[i, j]:.2f}" for i, j in pairs)
+    hints = StepHints("detection-nms-prediction", [
+        f"first put the boxes in score order ({', '.join(by_score)}), then compute the IoU of every pair that "
+        f"overlaps (intersection / union of two 10 x 10 boxes)",
+        f"the overlapping pairs: {overlaps}. Only an IoU strictly above {thr} suppresses",
+        f"walk it: keep the best remaining box, delete the remaining boxes whose IoU with it is above {thr}, repeat "
+        f"with the best box still remaining. A box that was deleted never deletes another",
+    ])
+    if got == truth:
+        passed(f"predicted_kept = {got!r}. Why: in score order {by_score}, each kept box deletes only the remaining "
+               f"boxes it overlaps by more than {thr} ({overlaps}); a deleted box deletes nothing, so a box two "
+               f"steps along a chain can survive. This is what course_lib.detection.nms returns")
+        return
+
+    def greedy(order: list[int], dropped_suppress: bool = False) -> str:
+        keep, alive = [], list(order)
+        while alive:
+            best = alive.pop(0)
+            keep.append(best)
+            now = [j for j in alive if iou[best, j] > thr]
+            while dropped_suppress and now:  # the mistake: a deleted box deletes what it overlaps, and so on
+                alive = [j for j in alive if j not in now]
+                now = [j for j in alive if any(iou[k, j] > thr for k in now)]
+            alive = [j for j in alive if j not in now]
+        return "".join(names[i] for i in keep)
+
+    def by_letters(letters: str) -> str:
+        return "".join(sorted(letters))
+
+    order = torch.argsort(scores, descending=True).tolist()
+    mistakes = {
+        greedy(order, dropped_suppress=True): "a box that was deleted still deleted another: once NMS removes a "
+                                              "box, that box suppresses nothing",
+        greedy(list(range(len(names)))): "that is NMS in the order of the letters: it takes the boxes by score, "
+                                         "highest first",
+        names: "nothing was suppressed: some pairs overlap by more than the threshold",
+    }
+    said = mistakes.get(got, "")
+    if not said and by_letters(got) == by_letters(truth):
+        said = "these are the right boxes, but NMS returns them highest score first"
+    if not said and by_letters(got) == by_letters(names):
+        said = mistakes[names]
+    if not said:
+        extra = [names.index(ch) for ch in got if ch not in truth]
+        missing = [names.index(ch) for ch in truth if ch not in got]
+        if extra:
+            j = extra[0]
+            killer = next(i for i in order if names[i] in truth and iou[i, j] > thr)
+            said = (f"{names[j]} is deleted: {names[killer]} is kept before it and IoU({names[killer]}, {names[j]}) = "
+                    f"{iou[killer, j]:.2f} > {thr}")
+        elif missing:
+            said = (f"{names[missing[0]]} survives: no box that is kept before it overlaps it by more than {thr}")
+    raise hints.fail(f"predicted_kept = {got!r} is not right." + (f" {said[0].upper()}{said[1:]}" if said else ""))

@@ -13,8 +13,11 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.overrides import TorchFunctionMode
 
+from course_lib.attention import tiled_attention
 from course_lib.checks.core import CheckFailed, as_number, call_learner, compare, passed, require_callable
+from course_lib.checks.thinking import StepHints, check_number
 
 __all__ = [
     "reference_online_softmax_update",
@@ -24,6 +27,9 @@ __all__ = [
     "BACKENDS",
     "reference_sdpa_backend",
     "check_sdpa_backend",
+    "TILED_EXAMPLE",
+    "measure_tiled_blocks",
+    "check_tiled_blocks",
 ]
 
 
@@ -302,3 +308,79 @@ def check_sdpa_backend(fn: Callable[..., Any]) -> None:
             hint = _backend_hint(device, dtype, head_dim, has_mask, got, expected)
             raise CheckFailed(f"{name} on {case}: expected {expected!r}, got {got!r}. Hint: {hint}")
     passed(name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Exercise 4: predict what the tiled loop visits and holds
+# --------------------------------------------------------------------------------------------------
+TILED_EXAMPLE: dict[str, Any] = {"batch": 2, "heads": 4, "n_q": 1000, "n_k": 1000, "head_dim": 64,
+                                 "block_size": 128, "dtype": torch.float32}
+
+
+class _ScoreTiles(TorchFunctionMode):
+    """Records the shape and dtype of every tensor passed to ``torch.exp``: the score tiles of the tiled loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tiles: list[tuple[tuple[int, ...], torch.dtype]] = []
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if func is torch.exp and args and isinstance(args[0], Tensor) and args[0].shape[-1] > 1:
+            self.tiles.append((tuple(args[0].shape), args[0].dtype))  # p = exp(scores - m): (..., T_q, block)
+        return func(*args, **(kwargs or {}))
+
+
+def measure_tiled_blocks(*, batch: int, heads: int, n_q: int, n_k: int, head_dim: int, block_size: int,
+                         dtype: torch.dtype) -> tuple[int, int]:
+    """Run ``course_lib.attention.tiled_attention`` and return (blocks it visits, bytes of its largest score tile).
+
+    The tiles are recorded as they pass through ``torch.exp`` (the running-max correction, of width 1, is left
+    out), so the answer comes from the code that runs, not from a formula. Introduced in lesson 16.
+    """
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(batch, heads, n, head_dim, generator=gen, dtype=dtype) for n in (n_q, n_k, n_k))
+    recorder = _ScoreTiles()
+    with recorder:
+        tiled_attention(q, k, v, block_size=block_size)
+    sizes = [math.prod(shape) * torch.empty((), dtype=dt).element_size() for shape, dt in recorder.tiles]
+    return len(sizes), max(sizes)
+
+
+def check_tiled_blocks(n_blocks: object, tile_bytes: object) -> None:
+    """``n_blocks``: key blocks ``tiled_attention`` visits for ``TILED_EXAMPLE``; ``tile_bytes``: the bytes of one
+    full score tile, both measured by running it. Introduced in lesson 16."""
+    ex = TILED_EXAMPLE
+    b, h, n_q, n_k, block = ex["batch"], ex["heads"], ex["n_q"], ex["n_k"], ex["block_size"]
+    size = torch.empty((), dtype=ex["dtype"]).element_size()
+    blocks, tile = measure_tiled_blocks(**ex)
+    block_hints = StepHints("efficient-n-blocks", [
+        "the loop runs `for start in range(0, n_k, block_size)`: one online-softmax update per block of keys. "
+        "The queries are not split into blocks here.",
+        f"{n_k} / {block} is not a whole number: the last block holds the keys that are left over, and it is "
+        f"still a block. Round up.",
+    ])
+    check_number(n_blocks, "n_blocks", blocks, block_hints, mistakes={
+        "that rounds down: the last, shorter block (the keys left over) is visited too": n_k // block,
+        f"that is {n_k} / {block} as a fraction: the loop visits whole blocks, the last one shorter": n_k / block,
+        "the loop goes over keys in blocks, not one key at a time": n_k,
+        "this loop splits only the keys into blocks, not the queries as well": math.ceil(n_k / block) ** 2,
+    }, why=f"ceil({n_k} / {block}) = {blocks}: {blocks - 1} full blocks of {block} keys and a last one of "
+           f"{n_k - (blocks - 1) * block}, measured by running tiled_attention")
+    naive = b * h * n_q * n_k * size
+    tile_hints = StepHints("efficient-tile-bytes", [
+        "a tile holds the scores of every query against one block of keys, for every sequence and head: "
+        "its shape is (B, H, N_q, block_size)",
+        f"count its numbers: {b} x {h} x {n_q} x {block}, then multiply by the bytes of one float32 number",
+        f"float32 takes {size} bytes: {b} * {h} * {n_q} * {block} * {size}; compare with the naive path's "
+        f"{b} * {h} * {n_q} * {n_k} * {size}",
+    ])
+    check_number(tile_bytes, "tile_bytes", tile, tile_hints, mistakes={
+        "that is the naive path's whole (B, H, N_q, N_k) score matrix; the tiled loop holds one block of keys at a "
+        "time": naive,
+        "that is the number of scores, not bytes: float32 takes 4 bytes each": tile / size,
+        "that is bits: 8 bits make a byte": tile * 8,
+        "the batch and the heads are missing: every sequence and every head has its own tile": tile / (b * h),
+        "the tile is (N_q, block) for every query, not (block, block): this loop does not split the queries":
+            b * h * block * block * size,
+    }, why=f"({b}, {h}, {n_q}, {block}) float32 = {tile:,} bytes, against {naive:,} for the naive score matrix: "
+           f"{n_k / block:.1f}x less, and the tile does not grow with N_k")

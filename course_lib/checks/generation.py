@@ -17,9 +17,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.checks.core import CheckFailed, call_learner, compare, passed, require_callable
+from course_lib.checks.thinking import StepHints, check_number
 from course_lib.generation.glimpse import glimpse_sensor, location_to_pixel
 
-__all__ = ["check_glimpse_crops", "check_ram_reinforce_loss", "check_attention_pool"]
+__all__ = ["check_glimpse_crops", "check_ram_reinforce_loss", "check_attention_pool", "CORNER_EXAMPLE",
+           "largest_patch_coverage", "check_corner_coverage"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -185,3 +187,67 @@ def check_attention_pool(attention_pool: Callable[[Tensor, nn.Linear], Any]) -> 
                 "the softmax runs over the size-1 score axis, so the context is a plain sum": wrong_axis[0],
             })
     passed("attention_pool")
+
+
+# --------------------------------------------------------------------------------------------------
+# Predict how much of the largest patch lies on the image, at two corners
+# --------------------------------------------------------------------------------------------------
+CORNER_EXAMPLE: dict[str, Any] = {"size": 40, "patch_size": 8, "num_scales": 3,
+                                  "top_left": (-1.0, -1.0), "bottom_right": (1.0, 1.0)}
+
+
+def largest_patch_coverage(loc: tuple[float, float], *, size: int, patch_size: int, num_scales: int) -> float:
+    """The fraction of the largest patch that reads the image (not zero padding) at ``loc`` = (x, y).
+
+    Measured by running ``glimpse_sensor`` on an image of ones: averaging keeps the mean, so the mean of the
+    largest scale's crop is the fraction of its pixels inside the image. Introduced in lesson 15.
+    """
+    ones = torch.ones(1, 1, size, size)
+    crops = glimpse_sensor(ones, torch.tensor([loc]), patch_size=patch_size, num_scales=num_scales)  # (1, k, g, g)
+    return float(crops[0, -1].mean())
+
+
+def check_corner_coverage(fraction_top_left: object, fraction_bottom_right: object) -> None:
+    """The fractions of the largest glimpse patch on the image at ``CORNER_EXAMPLE``'s two corners, compared with
+    what ``glimpse_sensor`` measures. Introduced in lesson 15."""
+    ex = CORNER_EXAMPLE
+    size, g, k = ex["size"], ex["patch_size"], ex["num_scales"]
+    side = g * 2 ** (k - 1)
+
+    def cover(loc: tuple[float, float], scales: int = k) -> float:
+        return largest_patch_coverage(loc, size=size, patch_size=g, num_scales=scales)
+
+    top_left, bottom_right = cover(ex["top_left"]), cover(ex["bottom_right"])
+    hints_tl = StepHints("generation-corner-top-left", [
+        f"the largest scale is scale k - 1 = {k - 1}: a square of side g * 2^(k-1) = {side} pixels, centred on the "
+        f"centre pixel; what lies outside the {size} x {size} image reads zeros",
+        f"at (x, y) = (-1, -1) the centre pixel is floor(0 / 2 * {size}) = 0; the window starts at 0 - {side} // 2 "
+        f"= {-(side // 2)}: how many of its {side} rows (and columns) are rows 0, 1, ... of the image?",
+        f"{side // 2} of {side} rows and {side // 2} of {side} columns lie on the image: the fraction is an area, "
+        f"({side // 2} / {side})^2",
+    ])
+    check_number(fraction_top_left, "fraction_top_left", top_left, hints_tl, rel_tol=1e-3, mistakes={
+        "that is one axis: the patch is a square, so the rows and the columns are both cut": 0.5,
+        "the sensor does not move the window back inside the image: it reads zeros outside": 1.0,
+        f"the largest patch has side g * 2^(k-1) = {side}, not g * 2^k = {2 * side}": cover(ex["top_left"], k + 1),
+    }, why=f"the window spans rows and columns {-(side // 2)}..{side // 2 - 1}: {side // 2} of {side} on the "
+           f"image in each direction, ({side // 2}/{side})^2 = {top_left:.4f}, measured with glimpse_sensor")
+    centre = size - 1
+    inside = size - (centre - side // 2)
+    hints_br = StepHints("generation-corner-bottom-right", [
+        "do not assume the corners are symmetric: compute the centre pixel at (x, y) = (1, 1) from the formula "
+        "floor((loc + 1) / 2 * S), then the clip to [0, S - 1]",
+        f"the centre is floor(2 / 2 * {size}) = {size}, clipped to {centre}; the window starts at {centre} - "
+        f"{side // 2} = {centre - side // 2}: how many of the image's rows {centre - side // 2}..{size - 1} is that?",
+        f"{inside} of {side} rows and {inside} of {side} columns lie on the image: ({inside} / {side})^2",
+    ])
+    check_number(fraction_bottom_right, "fraction_bottom_right", bottom_right, hints_br, rel_tol=1e-3, mistakes={
+        f"that would be the top-left corner's answer: at (1, 1) the centre is clipped to pixel {centre}, one short "
+        f"of {size}, and the window starts at {centre - side // 2}, so one more row and column lie inside":
+            top_left,
+        f"that is one axis: the patch is a square, ({inside} / {side}) in each direction": inside / side,
+        "the sensor does not move the window back inside the image: it reads zeros outside": 1.0,
+        f"the largest patch has side g * 2^(k-1) = {side}, not g * 2^k = {2 * side}": cover(ex["bottom_right"], k + 1),
+    }, why=f"the centre pixel is clipped to {centre}, so the window covers image rows and columns "
+           f"{centre - side // 2}..{size - 1}: ({inside}/{side})^2 = {bottom_right:.4f}, a little more than at the "
+           f"top-left corner, measured with glimpse_sensor")

@@ -10,8 +10,10 @@ from torch import Tensor
 
 from course_lib.attention import MultiHeadAttention, masked_softmax
 from course_lib.checks.core import as_number, call_learner, compare, passed, require_callable
+from course_lib.checks.thinking import StepHints, check_choice, check_shape
 
-__all__ = ["check_split_heads", "check_merge_heads", "check_mha_param_count", "check_mha_forward"]
+__all__ = ["check_split_heads", "check_merge_heads", "check_mha_param_count", "check_mha_forward",
+           "HEADS_PARAMETER_OPTIONS", "HEADS_SHAPE_SETTING", "check_heads_predictions"]
 
 _SHAPES = ((1, 3, 4, 2), (2, 5, 12, 3), (3, 4, 16, 4))  # (B, T, D, H)
 
@@ -149,3 +151,79 @@ def check_mha_forward(mha_forward: Callable[..., Tensor]) -> None:
                 mistakes["the mask is ignored"] = _forward(mha, query, key, value, None)
         compare(got, expected, "mha_forward", case, mistakes=mistakes)
     passed("mha_forward")
+
+
+# --------------------------------------------------------------------------------------------------
+# Exercise 5: predict what more heads cost: parameters, and the size of the attention weights
+# --------------------------------------------------------------------------------------------------
+#: The options of exercise 5 (i): how the parameter count of MultiHeadAttention(d_model, num_heads) depends on H.
+HEADS_PARAMETER_OPTIONS: dict[str, str] = {
+    "a": "it grows in proportion to num_heads (each head has its own projections)",
+    "b": "it is the same for every num_heads that divides d_model",
+    "c": "it shrinks as num_heads grows (each head is narrower)",
+}
+
+#: The setting of exercise 5 (ii): cross-attention of 10 queries over 12 keys, batch 2, width 64, 8 heads.
+HEADS_SHAPE_SETTING: dict[str, int] = {"batch": 2, "t_q": 10, "t_k": 12, "d_model": 64, "num_heads": 8}
+
+
+def _heads_parameter_relation(d_model: int = 64) -> tuple[str, dict[int, int]]:
+    """Count the parameters of course_lib's MultiHeadAttention for every head count that divides d_model."""
+    with torch.random.fork_rng():  # building modules draws random weights: leave the learner's RNG alone
+        counts = {h: sum(p.numel() for p in MultiHeadAttention(d_model, h).parameters())
+                  for h in (1, 2, 4, 8, 16, 32, 64) if d_model % h == 0}
+    values = [counts[h] for h in sorted(counts)]
+    if len(set(values)) == 1:
+        return "b", counts
+    if all(values[i] < values[i + 1] for i in range(len(values) - 1)):
+        return "a", counts
+    return "c", counts
+
+
+def check_heads_predictions(parameters_vs_heads: object, weights_shape: object) -> None:
+    """Check two predictions: how the parameter count depends on num_heads (a letter of ``HEADS_PARAMETER_OPTIONS``),
+    and the shape of the weights returned with ``need_weights=True`` in ``HEADS_SHAPE_SETTING``.
+
+    The truth comes from building ``MultiHeadAttention`` modules and running one. Introduced in lesson 06.
+    """
+    relation, counts = _heads_parameter_relation()
+    check_choice(
+        parameters_vs_heads, "parameters_vs_heads", HEADS_PARAMETER_OPTIONS, relation,
+        StepHints("06-heads-parameters", [
+            "list the layer's learnable tensors: which of them has a size that mentions num_heads?",
+            "q_proj, k_proj, v_proj and out_proj are all D x D (plus biases) whatever H is: the heads are slices "
+            "of the same projections, H slices of width D / H",
+        ]),
+        why=f"the four projections are D x D whatever H is; the heads only split them into H slices of D / H "
+            f"features. course_lib's MultiHeadAttention(64, H) has {counts[1]:,} parameters for every H in "
+            f"{sorted(counts)}",
+        wrong={"a": "the heads do not get their own D x D projections: each head is a slice of width D / H of the "
+                    "same four projections.",
+               "c": "narrower heads, but more of them: H slices of width D / H add up to D again."},
+    )
+    s = HEADS_SHAPE_SETTING
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(0)
+        mha = MultiHeadAttention(s["d_model"], s["num_heads"])
+        query = torch.randn(s["batch"], s["t_q"], s["d_model"])
+        memory = torch.randn(s["batch"], s["t_k"], s["d_model"])
+        out, weights = mha(query, memory, memory, need_weights=True)
+    assert weights is not None
+    b, h, t_q, t_k, d = s["batch"], s["num_heads"], s["t_q"], s["t_k"], s["d_model"]
+    check_shape(
+        weights_shape, "weights_shape", tuple(weights.shape),
+        StepHints("06-heads-weights", [
+            "one weight per (sentence, head, query, key): which of these axes does the module keep?",
+            "course_lib keeps the heads apart, (B, H, T_q, T_k); each head has one row per query and one column "
+            "per key",
+        ]),
+        why=f"one weight per sentence, head, query and key: (B, H, T_q, T_k) = {tuple(weights.shape)}. The "
+            f"parameters do not grow with H, but the attention weights do: H maps of T_q x T_k each, and the output "
+            f"is still {tuple(out.shape)}",
+        mistakes={"that is torch's nn.MultiheadAttention default (average_attn_weights=True), which averages the "
+                  "heads; course_lib keeps them apart": (b, t_q, t_k),
+                  "the rows are the queries and the columns the keys: (B, H, T_q, T_k)": (b, h, t_k, t_q),
+                  "the keys are the 12 memory positions, not the 10 queries": (b, h, t_q, t_q),
+                  "that is the shape of the output, not of the weights": (b, t_q, d),
+                  "the batch axis comes first, then the heads": (h, b, t_q, t_k)},
+    )

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from course_lib.attention import alibi_slopes, apply_rotary, repeat_kv
+from course_lib.attention import KVCache, alibi_slopes, apply_rotary, repeat_kv
 from course_lib.checks.core import call_learner, compare, passed, require_callable
+from course_lib.checks.thinking import StepHints, check_number
 
-__all__ = ["check_apply_rotary", "check_alibi_slopes", "check_repeat_kv", "check_decode_step"]
+__all__ = ["check_apply_rotary", "check_alibi_slopes", "check_repeat_kv", "check_decode_step", "KV_EXAMPLE",
+           "kv_cache_bytes_measured", "check_kv_cache_prediction"]
 
 
 # ---- RoPE ----------------------------------------------------------------------------------------
@@ -166,3 +169,69 @@ def check_decode_step(step: Callable[..., Tensor]) -> None:
             mistakes.pop("no causal mask among the new tokens: a new query must not see the new keys after it")
         compare(got, _step(*args), "step", case, mistakes=mistakes, atol=1e-5)
     passed("step")
+
+
+# ---- Predict the size of a KV cache ----------------------------------------------------------------
+KV_EXAMPLE: dict[str, Any] = {
+    "num_layers": 48, "num_heads": 32, "num_kv_heads": 8, "head_dim": 128, "tokens": 8192, "batch": 4,
+    "dtype": torch.bfloat16,
+}
+
+
+def kv_cache_bytes_measured(*, num_layers: int, num_kv_heads: int, head_dim: int, tokens: int, batch: int,
+                            dtype: torch.dtype) -> int:
+    """Bytes held by real ``KVCache`` objects, one per layer, after ``tokens`` positions: measured, not by formula.
+
+    The keys and values are one zero expanded to their shapes (a view with stride 0: the shape and dtype of the
+    real thing, no memory), so a cache of gigabytes costs nothing to build. Introduced in lesson 17.
+    """
+    total = 0
+    for _ in range(num_layers):
+        cache = KVCache()
+        keys = torch.zeros((), dtype=dtype).expand(batch, num_kv_heads, tokens, head_dim)  # (B, H_kv, T, d)
+        cache.append(keys, keys)  # the values have the same shape and dtype
+        total += cache.nbytes()
+    return total
+
+
+def check_kv_cache_prediction(predicted_bytes: object) -> None:
+    """``predicted_bytes``: the KV cache of ``KV_EXAMPLE`` (GQA) in bytes, compared with real caches' ``nbytes``.
+
+    Introduced in lesson 17.
+    """
+    ex = KV_EXAMPLE
+    layers, heads, kv_heads = ex["num_layers"], ex["num_heads"], ex["num_kv_heads"]
+    d, tokens, batch, dtype = ex["head_dim"], ex["tokens"], ex["batch"], ex["dtype"]
+
+    def size(n_kv: int = kv_heads, n_layers: int = layers, n_batch: int = batch,
+             dt: torch.dtype = dtype) -> int:
+        return kv_cache_bytes_measured(num_layers=n_layers, num_kv_heads=n_kv, head_dim=d, tokens=tokens,
+                                       batch=n_batch, dtype=dt)
+
+    truth = size()
+    gib = 2 ** 30
+    hints = StepHints("modern-kv-cache", [
+        "the cache stores, for every layer, the keys and the values of every past token: one tensor (B, H_kv, T, d) "
+        "each. Which heads does it store, the query heads or the key/value heads?",
+        f"count the numbers: 2 (keys and values) x {layers} layers x {kv_heads} kv heads x {d} x {tokens} tokens "
+        f"x {batch} sequences; then multiply by the bytes of one {str(dtype).replace('torch.', '')} number",
+        f"bfloat16 takes 2 bytes, so the answer is 2 * {layers} * {kv_heads} * {d} * {tokens} * {batch} * 2 bytes "
+        f"(lesson 17's kv_cache_bytes formula; a KVCache's nbytes() measures the same)",
+    ])
+    mistakes = {
+        f"you counted the {heads} query heads: with GQA the cache holds only the {kv_heads} key/value heads "
+        f"(that number is the MHA cache)": size(n_kv=heads),
+        "you counted the keys only: the cache holds keys and values, a factor 2": truth / 2,
+        "that is 4 bytes per number (float32): bfloat16 takes 2": size(dt=torch.float32),
+        "that is the size in bits: 8 bits make a byte": truth * 8,
+        f"you left out the batch: each of the {batch} sequences has its own cache": size(n_batch=1),
+        f"that is one layer: every one of the {layers} layers keeps its own keys and values": size(n_layers=1),
+        "that is multi-query attention (one kv head); this model keeps 8": size(n_kv=1),
+        f"that is {truth / gib:.0f} GB (10^9 bytes); the answer in bytes is {truth / gib:.0f} GiB = "
+        f"{truth / gib:.0f} x 2^30": truth / gib * 1e9,
+    }
+    check_number(predicted_bytes, "predicted_bytes", truth, hints, rel_tol=1e-9, mistakes=mistakes,
+                 why=f"2 x {layers} layers x {kv_heads} kv heads x {d} x {tokens} tokens x {batch} x 2 bytes = "
+                     f"{truth:,} bytes = {truth / gib:.0f} GiB, measured on {layers} real KVCache objects; "
+                     f"multi-head attention with {heads} kv heads would need {heads // kv_heads}x as much, "
+                     f"{size(n_kv=heads) / gib:.0f} GiB")

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from course_lib.attention import masked_softmax
 from course_lib.checks.core import CheckFailed, call_learner, compare, passed, require_callable
+from course_lib.checks.thinking import StepHints
 from course_lib.data.entities import entity_spans
 
 __all__ = [
@@ -64,6 +65,14 @@ def check_article_output_shapes(fn: Callable[[int, int, int], Any]) -> None:
     Introduced in lesson 10.
     """
     require_callable(fn, "article_output_shapes")
+    steps = StepHints("ner-article-shapes", [
+        "write the shape under every line of forward: the embedding, the LSTM, the attention scores, the softmax "
+        "(it keeps the shape), the weighted sum over dim=1, then fc",
+        "nn.LSTM without batch_first reads axis 0 as time and axis 1 as the batch, whatever the tensor holds, and "
+        "returns (axis 0, axis 1, 2H); torch.sum(..., dim=1) then removes axis 1",
+        "(T, B) input: (T, B, 2H) -> the sum removes B -> (T, 2H) -> fc -> (T, K). (B, T) input: (B, T, 2H) -> the "
+        "sum removes T -> (B, 2H) -> fc -> (B, K)",
+    ])
     torch.manual_seed(0)
     for t, b, k in ((9, 4, 9), (5, 7, 3), (12, 2, 5)):
         model = ArticleNERModel(20, 6, 5, k).eval()
@@ -83,7 +92,7 @@ def check_article_output_shapes(fn: Callable[[int, int, int], Any]) -> None:
                 (b, k): "with (T, B) input axis 1 is the batch: summing it leaves one row per position, not "
                         "per sentence",
             }.get(got_tb, "run the shapes through by hand: embedding, LSTM (T, B, 2H), softmax, sum over dim=1")
-            raise CheckFailed(f"for (T, B) input on {case}, the output is not {got_tb}. Hint: {hint}")
+            raise steps.fail(f"for (T, B) input on {case}, the output is not {got_tb}: {hint}.")
         if got_bt != bt:
             hint = {
                 (b, t, k): "the LSTM does not know the layout changed: it reads axis 0 (the B sentences) as "
@@ -91,8 +100,9 @@ def check_article_output_shapes(fn: Callable[[int, int, int], Any]) -> None:
                 (t, k): "with (B, T) input the sum over dim=1 removes the tokens, so one row per sentence "
                         "is left",
             }.get(got_bt, "nn.LSTM treats axis 0 as time whatever it holds; then follow the sum over dim=1")
-            raise CheckFailed(f"for (B, T) input on {case}, the output is not {got_bt}. Hint: {hint}")
-    passed("article_output_shapes")
+            raise steps.fail(f"for (B, T) input on {case}, the output is not {got_bt}: {hint}.")
+    passed("article_output_shapes. Why: the sum over dim=1 removes axis 1, which in nn.LSTM's (T, B) layout is the "
+           "batch: the article's model mixes the sentences of a batch and returns one vector per position")
 
 
 def reference_sentence_attention(scores: Tensor, states: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

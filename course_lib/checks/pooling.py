@@ -22,6 +22,7 @@ from course_lib.checks.core import (
     passed,
     require_callable,
 )
+from course_lib.checks.thinking import StepHints, check_number
 from course_lib.data.regression import RegressionProblem, regression_problem
 
 __all__ = [
@@ -33,6 +34,8 @@ __all__ = [
     "check_gaussian_weights",
     "check_loo_weights",
     "check_fit_bandwidth",
+    "BANDWIDTH_LIMIT_DATA",
+    "check_bandwidth_limits",
 ]
 
 
@@ -227,3 +230,70 @@ def check_fit_bandwidth(fit_bandwidth: Callable[[Tensor, Tensor], float | Tensor
     passed("fit_bandwidth")
     assert first is not None
     return first
+
+
+# --------------------------------------------------------------------------------------------------
+# Exercise (d): predict the two limits of the bandwidth
+# --------------------------------------------------------------------------------------------------
+#: The data of exercise (d): four training points and one query between them.
+BANDWIDTH_LIMIT_DATA: dict[str, Tensor] = {
+    "x_train": torch.tensor([0.0, 1.0, 2.5, 4.0]),
+    "y_train": torch.tensor([1.0, 3.0, -2.0, 6.0]),
+    "query": torch.tensor(2.2),
+}
+
+_SMALL_H, _LARGE_H = 0.02, 1.0e4  # "h -> 0" and "h -> infinity", computed with nadaraya_watson itself
+
+
+def check_bandwidth_limits(prediction_small_h: object, prediction_large_h: object) -> None:
+    """Check the predicted Nadaraya-Watson estimate at ``BANDWIDTH_LIMIT_DATA["query"]`` as h -> 0 and h -> infinity.
+
+    The truth is ``nadaraya_watson`` run with a tiny and with a huge bandwidth. Introduced in lesson 02.
+    """
+    data = BANDWIDTH_LIMIT_DATA
+    x, y, query = data["x_train"], data["y_train"], data["query"]
+    small = float(nadaraya_watson(query[None], x, y, bandwidth=_SMALL_H)[0])
+    large = float(nadaraya_watson(query[None], x, y, bandwidth=_LARGE_H)[0])
+    distance = (x - query).abs()
+    nearest = int(distance.argmin())
+    second = int(distance.argsort()[1])
+    left = int((x <= query).nonzero().max())
+    right = int((x > query).nonzero().min())
+    interpolated = float(y[left] + (y[right] - y[left]) * (query - x[left]) / (x[right] - x[left]))
+    tol = {"rel_tol": 1e-4, "abs_tol": 1e-4}
+    check_number(
+        prediction_small_h, "prediction_small_h", small,
+        StepHints("02-bandwidth-small", [
+            "write the weights softmax_i(-(x - x_i)^2 / (2h^2)) and let h shrink: which score falls fastest, and "
+            "which one is left largest?",
+            "as h -> 0 the key nearest to the query takes all the weight (the gaps between the scores grow like "
+            "1/h^2): the estimate is the y of the nearest x_i",
+        ]),
+        why=f"as h -> 0 all the weight goes to the nearest key, x = {float(x[nearest]):g}, so the estimate is its "
+            f"y = {float(y[nearest]):g}: attention becomes a hard lookup (nearest neighbour)",
+        mistakes={"that is the mean of all the y: the limit h -> infinity, not h -> 0": float(y.mean()),
+                  "that is a straight-line interpolation between the two neighbours; Nadaraya-Watson with a tiny "
+                  "bandwidth does not interpolate, it copies one y": interpolated,
+                  f"that is the y of x = {float(x[second]):g}, the second nearest key; measure the distance |x - x_i|":
+                      float(y[second]),
+                  "that is the mean of the two neighbours' y; the nearer one wins outright":
+                      float((y[left] + y[right]) / 2)},
+        **tol,
+    )
+    check_number(
+        prediction_large_h, "prediction_large_h", large,
+        StepHints("02-bandwidth-large", [
+            "as h grows, what happens to every score -(x - x_i)^2 / (2h^2)? and to the softmax of scores that "
+            "are all nearly equal?",
+            "all the scores go to 0, so every weight goes to 1/n: the estimate is the plain mean of the y "
+            "(average pooling)",
+        ]),
+        why=f"as h -> infinity every score goes to 0 and every weight to 1/{len(x)}: the estimate is the mean of "
+            f"the y, {float(y.mean()):g}, whatever the query (average pooling)",
+        mistakes={"that is the y of the nearest key: the limit h -> 0, not h -> infinity": float(y[nearest]),
+                  "that is the sum of the y; the weights still sum to 1, so it is their mean": float(y.sum()),
+                  "the kernel values all go to 0, but the weights are normalised: they go to 1/n, not 0": 0.0,
+                  "that is a straight-line interpolation between the two neighbours; far keys count as much as "
+                  "near ones here": interpolated},
+        **tol,
+    )

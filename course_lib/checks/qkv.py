@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,9 +12,11 @@ from torch import Tensor
 
 from course_lib.attention import local_mask, masked_softmax
 from course_lib.checks.core import CheckFailed, call_learner, compare, learner_backward, passed, require_callable
-from course_lib.hard import hard_argmax, straight_through
+from course_lib.checks.thinking import StepHints, check_choice, check_number
+from course_lib.hard import hard_argmax, reinforce_loss, sample_one_hot, straight_through
 
-__all__ = ["check_hard_attention", "check_straight_through", "check_local_mask"]
+__all__ = ["check_hard_attention", "check_straight_through", "check_local_mask", "GRADIENT_OPTIONS",
+           "REINFORCE_SETTING", "check_gradient_predictions"]
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -150,3 +153,105 @@ def check_local_mask(local_mask_fn: Callable[[int, int, int], Tensor]) -> None:
     if not torch.allclose(weights.sum(-1), torch.ones(4)):
         raise CheckFailed("local_mask: a softmax masked with your mask does not give rows that sum to 1")
     passed("local_mask")
+
+
+# --------------------------------------------------------------------------------------------------
+# Exercise 4: predict which picks pass a gradient to the scores, and what REINFORCE estimates
+# --------------------------------------------------------------------------------------------------
+#: The options of exercise 4 (i): which of softmax, hard_argmax and straight_through give d(output)/d(scores) != 0.
+GRADIENT_OPTIONS: dict[str, str] = {
+    "a": "all three",
+    "b": "softmax and straight_through, not hard_argmax",
+    "c": "only softmax",
+    "d": "only hard_argmax and straight_through",
+    "e": "none of them",
+}
+
+#: The setting of exercise 4 (ii): three slots, their scores, fixed rewards and a baseline.
+REINFORCE_SETTING: dict[str, Any] = {"scores": (math.log(2.0), 0.0, 0.0), "rewards": (1.0, 4.0, 10.0),
+                                     "baseline": 5.0}
+
+
+def _has_gradient(pick: Callable[[Tensor], Tensor]) -> bool:
+    """Does value = pick(scores) @ v pass a nonzero gradient back to the scores?"""
+    g = _gen(41)
+    scores = torch.randn(3, 5, generator=g).requires_grad_(True)
+    values = torch.randn(5, 2, generator=g)
+    out = pick(scores) @ values
+    if not out.requires_grad:  # autograd never reaches the scores
+        return False
+    (grad,) = torch.autograd.grad(out.pow(2).sum(), scores, allow_unused=True)
+    return grad is not None and bool(grad.abs().sum() > 0)
+
+
+def _reinforce_truth() -> tuple[float, float]:
+    """dE[r]/ds_0, exactly (autograd on sum_j p_j r_j), and the REINFORCE average over many samples."""
+    setting = REINFORCE_SETTING
+    rewards = torch.tensor(setting["rewards"], dtype=torch.float64)
+    scores = torch.tensor(setting["scores"], dtype=torch.float64, requires_grad=True)
+    (exact,) = torch.autograd.grad((torch.softmax(scores, -1) * rewards).sum(), scores)
+    many = scores.detach().expand(20_000, 3).clone().requires_grad_(True)
+    one_hot, log_prob = sample_one_hot(many, generator=_gen(42))
+    loss = reinforce_loss(log_prob, (one_hot * rewards).sum(-1), baseline=setting["baseline"])
+    (estimate,) = torch.autograd.grad(-loss * many.shape[0], many)  # one estimate per sample, per row
+    return float(exact[0]), float(estimate[:, 0].mean())
+
+
+def check_gradient_predictions(has_gradient: object, expected_gradient_s0: object) -> None:
+    """Check two predictions: which picks pass a gradient to the scores (a letter of ``GRADIENT_OPTIONS``), and the
+    expected REINFORCE estimate of dE[r]/ds_0 in ``REINFORCE_SETTING``.
+
+    The truth of (i) is autograd run through ``torch.softmax``, ``hard_argmax`` and ``straight_through``; that of
+    (ii) is autograd on the exact expected reward. Introduced in lesson 04.
+    """
+    found = {name: _has_gradient(pick) for name, pick in
+             (("softmax", lambda s: torch.softmax(s, -1)), ("hard_argmax", hard_argmax),
+              ("straight_through", straight_through))}
+    by_set = {(True, True, True): "a", (True, False, True): "b", (True, False, False): "c",
+              (False, True, True): "d", (False, False, False): "e"}
+    key = (found["softmax"], found["hard_argmax"], found["straight_through"])
+    if key not in by_set:
+        raise RuntimeError(f"no option describes what autograd found: {found}")
+    check_choice(
+        has_gradient, "has_gradient", GRADIENT_OPTIONS, by_set[key],
+        StepHints("04-gradient", [
+            "for each one ask: is there a chain of differentiable operations from the scores to the output? "
+            "argmax returns an integer index",
+            "hard_argmax's one-hot is built from an index, so nothing flows back; straight_through's value is "
+            "that same one-hot, but it adds soft - soft.detach(), which is 0 in value and carries softmax's "
+            "gradient",
+        ]),
+        why="softmax is smooth in the scores; hard_argmax goes through an integer index, so autograd never reaches "
+            "the scores (and the true derivative is 0 almost everywhere anyway); straight_through has the hard "
+            "value but borrows softmax's gradient through soft - soft.detach()",
+        wrong={"a": "hard_argmax goes through argmax, an integer index: no gradient reaches the scores.",
+               "c": "straight_through's forward value is hard, but its backward pass is softmax's: that is its point.",
+               "d": "softmax is the smooth one: it always has a gradient.",
+               "e": "softmax is differentiable everywhere."},
+    )
+    exact, sampled = _reinforce_truth()
+    setting = REINFORCE_SETTING
+    p = torch.softmax(torch.tensor(setting["scores"], dtype=torch.float64), -1)
+    r = torch.tensor(setting["rewards"], dtype=torch.float64)
+    mean_reward, b = float((p * r).sum()), float(setting["baseline"])
+    check_number(
+        expected_gradient_s0, "expected_gradient_s0", exact,
+        StepHints("04-reinforce", [
+            "an unbiased estimator's expected value is the true gradient dE[r]/ds_0, with E[r] = sum_j p_j r_j and "
+            "p = softmax(s); does the baseline change that?",
+            "the lesson's formula: dE[r]/ds_j = p_j (r_j - E[r]); the baseline adds b E[d log p(i)/ds] = 0, so it "
+            "changes the variance, not the expected value",
+        ]),
+        why=f"p = {[round(float(x), 3) for x in p]}, E[r] = {mean_reward:g}, and dE[r]/ds_0 = p_0 (r_0 - E[r]) = "
+            f"{exact:g}, with or without the baseline (the average of 20,000 REINFORCE estimates with b = {b:g} "
+            f"was {sampled:.3f})",
+        mistakes={"you used the baseline in place of E[r]: the baseline only changes the variance, the expected "
+                  "value is p_0 (r_0 - E[r])": float(p[0] * (r[0] - b)),
+                  "that is p_0 r_0; the derivative of p_j with respect to s_0 adds -p_0 p_j r_j for every slot":
+                      float(p[0] * r[0]),
+                  "that is r_0 - E[r]; multiply by p_0": float(r[0] - mean_reward),
+                  "that is r_0 - b, one sample's advantage; the estimate is (r - b) d log p(i)/ds_0, averaged "
+                  "over the draws": float(r[0] - b),
+                  "REINFORCE is unbiased: its expected value is the true gradient, which is not 0 here": 0.0},
+        rel_tol=1e-6, abs_tol=1e-6,
+    )

@@ -23,6 +23,7 @@ from course_lib.attention import (
     scaled_dot_product_attention,
 )
 from course_lib.checks.core import CheckFailed, call_learner, compare, passed, require_callable
+from course_lib.checks.thinking import StepHints, check_number
 
 __all__ = [
     "check_masked_softmax",
@@ -30,6 +31,8 @@ __all__ = [
     "check_shared_key_scores",
     "check_additive_scores",
     "check_attention_layer",
+    "SCORE_VARIANCE_SETTING",
+    "check_score_variance",
 ]
 
 
@@ -343,3 +346,72 @@ def check_attention_layer(layer_cls: type) -> None:
         compare(out, expected_out, f"{name}.forward's out", case=case,
                 mistakes={"the output must be weights @ v (the projected values), not weights @ x": expected_w @ x})
     passed(name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Exercise 5: derive the variance of a scaled score when q and k do not have unit variance
+# --------------------------------------------------------------------------------------------------
+#: The setting of exercise 5: d and the variance of every entry of q and k (independent, mean 0).
+SCORE_VARIANCE_SETTING: dict[str, float] = {"d": 16, "entry_variance": 2.0}
+
+
+def _measured_score_variances(samples: int = 50_000, seed: int = 5) -> tuple[float, float]:
+    """Var(q . k) and Var(q . k / sqrt(d)) measured on random pairs with ``dot_product_scores``."""
+    d, var = int(SCORE_VARIANCE_SETTING["d"]), SCORE_VARIANCE_SETTING["entry_variance"]
+    g = _generator(seed)
+    q = torch.randn(samples, 1, d, generator=g, dtype=torch.float64) * math.sqrt(var)
+    k = torch.randn(samples, 1, d, generator=g, dtype=torch.float64) * math.sqrt(var)
+    raw = dot_product_scores(q, k, scale=1.0).flatten()  # (samples,)
+    scaled = dot_product_scores(q, k).flatten()  # scale None: 1 / sqrt(d)
+    return float(raw.var()), float(scaled.var())
+
+
+def check_score_variance(variance_scaled: object, scale_for_unit_variance: object) -> None:
+    """Check a derivation: Var(q . k / sqrt(d)) for entries of variance sigma^2, and the scale that gives variance 1.
+
+    The truth is measured on 50,000 random pairs with ``course_lib.attention.dot_product_scores`` (to 5 %); the
+    formula (d sigma^4 before scaling) is what the hints lead to. Introduced in lesson 03.
+    """
+    d, var = int(SCORE_VARIANCE_SETTING["d"]), SCORE_VARIANCE_SETTING["entry_variance"]
+    raw_var, scaled_var = _measured_score_variances()
+    tol = {"rel_tol": 0.05, "abs_tol": 0.0}
+    check_number(
+        variance_scaled, "variance_scaled", scaled_var,
+        StepHints("03-variance-scaled", [
+            "follow section 2 of the lesson, but keep sigma^2 where it had 1: what is Var(q_i k_i) = E[q_i^2] "
+            "E[k_i^2] now?",
+            "each product q_i k_i has variance sigma^2 * sigma^2 = sigma^4; a sum of d of them has d sigma^4; "
+            "dividing the score by sqrt(d) divides its variance by d",
+        ]),
+        why=f"Var(q . k) = d sigma^4 = {d} * {var:g}^2 = {d * var**2:g} (measured {raw_var:.1f}); dividing by "
+            f"sqrt(d) divides the variance by d, leaving sigma^4 = {var**2:g} (measured {scaled_var:.2f}). The "
+            f"1/sqrt(d) scale removes the growth with d, not the size of the entries",
+        mistakes={"each product q_i k_i has variance E[q_i^2] E[k_i^2] = sigma^2 * sigma^2, not sigma^2": var,
+                  "1/sqrt(d) gives variance 1 only when the entries have variance 1": 1.0,
+                  "that is Var(q . k) before the scaling; dividing the score by sqrt(d) divides its variance by d":
+                      d * var**2,
+                  "that is d sigma^2: the products have variance sigma^4, and the scaling divides by d":
+                      d * var,
+                  "that is d: the lesson's unit-variance answer before scaling": float(d)},
+        **tol,
+    )
+    check_number(
+        scale_for_unit_variance, "scale_for_unit_variance", 1.0 / math.sqrt(raw_var),
+        StepHints("03-scale-unit", [
+            "multiplying a score by c multiplies its variance by c^2: solve c^2 Var(q . k) = 1",
+            f"Var(q . k) = d sigma^4, so c = 1 / sqrt(d sigma^4) = 1 / (sigma^2 sqrt(d)); here sigma^2 = {var:g}",
+        ]),
+        why=f"c^2 * d sigma^4 = 1 gives c = 1 / (sigma^2 sqrt(d)) = 1 / ({var:g} * {math.sqrt(d):g}) = "
+            f"{1 / (var * math.sqrt(d)):g} (measured: 1 / sqrt({raw_var:.1f}) = {1 / math.sqrt(raw_var):.4f}). "
+            f"This is why models keep the entries of q and k near unit size (initialisation, LayerNorm): then "
+            f"1/sqrt(d) is the right scale",
+        mistakes={"1/sqrt(d) is the right scale only for unit-variance entries": 1 / math.sqrt(d),
+                  "1/d would be right for the variance; the scale multiplies the score, so it is the square root":
+                      1 / d,
+                  "that is 1 / (d sigma^4), which solves c Var(q . k) = 1; the variance is multiplied by c^2, so c "
+                  "is the square root of it": 1 / (d * var**2),
+                  "1/sigma^2 corrects the entries' size but not the growth with d": 1 / var,
+                  "that is 1/sqrt(sigma^2 sqrt(d)); the variance of q . k is d sigma^4, so c = 1/(sigma^2 sqrt(d))":
+                      1 / math.sqrt(var * math.sqrt(d))},
+        **tol,
+    )

@@ -9,10 +9,17 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from course_lib.attention import SinusoidalPositionalEncoding, causal_mask, masked_softmax
+from course_lib.attention import (
+    SinusoidalPositionalEncoding,
+    causal_mask,
+    masked_softmax,
+    scaled_dot_product_attention,
+)
 from course_lib.checks.core import CheckFailed, call_learner, compare, passed, require_callable
+from course_lib.checks.thinking import StepHints, check_choice
 
-__all__ = ["check_causal_mask", "check_sinusoidal_encoding", "check_positional_self_attention"]
+__all__ = ["check_causal_mask", "check_sinusoidal_encoding", "check_positional_self_attention", "PERMUTATION_OPTIONS",
+           "check_permutation_predictions"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -121,3 +128,75 @@ def check_positional_self_attention(positional_self_attention: Callable[..., Ten
             "the scores are not divided by sqrt(d)": _attend(h @ w_q, h @ w_k, h @ w_v, scale=False),
         })
     passed("positional_self_attention")
+
+
+# --------------------------------------------------------------------------------------------------
+# Exercise 4: predict what a permutation of the tokens does to self-attention, without and with positions
+# --------------------------------------------------------------------------------------------------
+#: The options of exercise 4: how the output for the permuted tokens x[:, perm] relates to the output ``out`` for x.
+PERMUTATION_OPTIONS: dict[str, str] = {
+    "a": "it is the same as out, row for row (out[:, i] unchanged)",
+    "b": "it is out with its rows reordered by the same permutation (out[:, perm])",
+    "c": "it is not a reordering of out: some rows are new vectors",
+    "d": "it is out with its rows in reverse order (out.flip(1))",
+}
+
+
+def _permutation_relation(with_positions: bool) -> str:
+    """Run single-head self-attention on x and on x[:, perm]; return the option that describes the result."""
+    g = torch.Generator().manual_seed(51)
+    batch, length, width = 2, 6, 8
+    x = torch.randn(batch, length, width, generator=g)
+    w_q, w_k, w_v = (torch.randn(width, width, generator=g) / math.sqrt(width) for _ in range(3))
+    perm = torch.tensor([2, 0, 5, 1, 4, 3])
+    add_positions = SinusoidalPositionalEncoding(width, max_len=length)
+
+    def layer(tokens: Tensor) -> Tensor:
+        h = add_positions(tokens) if with_positions else tokens
+        return scaled_dot_product_attention(h @ w_q, h @ w_k, h @ w_v)
+
+    out, out_perm = layer(x), layer(x[:, perm])
+    for key, candidate in (("a", out), ("b", out[:, perm]), ("d", out.flip(1))):
+        if torch.allclose(out_perm, candidate, atol=1e-5):
+            return key
+    nearest = torch.cdist(out_perm, out).min(dim=-1).values  # (B, T): distance of each new row to the old rows
+    if bool((nearest > 1e-4).any()):
+        return "c"  # some row is a vector the unpermuted output never had
+    raise RuntimeError("the permuted output is some other reordering of the output; no option describes it")
+
+
+def check_permutation_predictions(without_positions: object, with_positions: object) -> None:
+    """Check two predictions (letters of ``PERMUTATION_OPTIONS``): self-attention on permuted tokens, without and
+    with sinusoidal positions added first. The truth comes from running both. Introduced in lesson 05.
+    """
+    check_choice(
+        without_positions, "without_positions", PERMUTATION_OPTIONS, _permutation_relation(False),
+        StepHints("05-permute-plain", [
+            "follow one token: after the shuffle it sits in another row, but which queries, keys and values does "
+            "it meet, and with what scores?",
+            "each output row is softmax(q_i K^T / sqrt(d)) V: a weighted sum over the set of keys, and the sum does "
+            "not care about the order of its terms; only the row where token i's result is written moves",
+        ]),
+        why="each token's output depends on its own query and on the *set* of keys and values, not on their order: "
+            "permuting the input permutes the output the same way (permutation equivariance, 置换等变)",
+        wrong={"a": "each token still gets its old output, but the token is now in another row, so the rows of "
+                    "the result move with it.",
+               "c": "no new vectors appear: every token meets the same keys and values with the same scores as "
+                    "before.",
+               "d": "the rows follow the permutation that was applied, whatever it is; this one is not a reversal."},
+    )
+    check_choice(
+        with_positions, "with_positions", PERMUTATION_OPTIONS, _permutation_relation(True),
+        StepHints("05-permute-positions", [
+            "the encoding is added by position, before the shuffle's effect can be undone: does token i get the "
+            "same PE row after it moved?",
+            "a moved token gets the PE of its new position, so its query, key and value change: its scores against "
+            "the others change, and so does its output",
+        ]),
+        why="the positional encoding is added by *position*: a moved token gets a different PE row, so its query, "
+            "key and value, and its output, change. That is the point of positions: order becomes visible",
+        wrong={"a": "the tokens moved, and with positions added each token's vectors change with its new place.",
+               "b": "that is what happens without positions; with them, a token in a new place gets a new "
+                    "encoding, so its output is not the old one moved.",
+               "d": "this permutation is not a reversal, and with positions the outputs change, not only move."},
+    )

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from course_lib.checks.core import CheckFailed, call_learner, compare, passed, require_callable
+from course_lib.checks.thinking import StepHints
 from course_lib.data.numbers import Vocab
 from course_lib.summarise import extend_vocab, final_distribution, fixed_attend
 
@@ -202,6 +203,19 @@ def check_copy_probability(answer: Any) -> None:
     def near(x: float, y: float) -> bool:
         return abs(x - y) < 5e-4
 
+    p_v = ex["p_vocab_beat"]
+    smith_steps = StepHints("summarise-copy-smith", [
+        "P(w) = p_gen P_vocab(w) + (1 - p_gen) * (sum of the attention a_i over the positions i holding w) "
+        "(See et al. 2017, eq. 9). Which of the two parts can a word outside the vocabulary get?",
+        "smith is out of the vocabulary, so its vocabulary part is 0; it stands at positions 0 and 4 of the source",
+        f"P(smith) = (1 - {g}) x ({w[0]} + {w[4]})",
+    ])
+    beat_steps = StepHints("summarise-copy-beat", [
+        "beat is in the vocabulary *and* in the source: both parts of eq. 9 count",
+        f"the vocabulary part is p_gen x P_vocab(beat) = {g} x {p_v}; the copy part is (1 - p_gen) x the attention "
+        f"on position 1",
+        f"P(beat) = {g} x {p_v} + (1 - {g}) x {w[1]}",
+    ])
     if not near(p_smith, smith):
         hints = {(1 - g) * w[0]: "smith occurs twice in the source: both of its attention weights count",
                  g * (w[0] + w[4]): "copying has probability 1 - p_gen, not p_gen",
@@ -210,8 +224,8 @@ def check_copy_probability(answer: Any) -> None:
                      "smith is out of the vocabulary: P_vocab gives it nothing, only copying can write it"}
         for value, hint in hints.items():
             if near(p_smith, value):
-                raise CheckFailed(f"P('smith') = {p_smith:.4f} is wrong. Hint: {hint}")
-        raise CheckFailed(f"P('smith') = {p_smith:.4f} is wrong: add the copy mass of every position holding it")
+                raise smith_steps.fail(f"P('smith') = {p_smith:.4f} is wrong: {hint}.")
+        raise smith_steps.fail(f"P('smith') = {p_smith:.4f} is wrong: add the copy mass of every position holding it.")
     if not near(p_beat, beat):
         hints = {g * ex["p_vocab_beat"]: "beat is also in the source: add its copy mass (1 - p_gen) * a",
                  (1 - g) * w[1]: "beat is in the vocabulary: add p_gen * P_vocab(beat)",
@@ -219,6 +233,8 @@ def check_copy_probability(answer: Any) -> None:
                  ex["p_vocab_beat"] + w[1]: "weigh the two parts by p_gen and 1 - p_gen"}
         for value, hint in hints.items():
             if near(p_beat, value):
-                raise CheckFailed(f"P('beat') = {p_beat:.4f} is wrong. Hint: {hint}")
-        raise CheckFailed(f"P('beat') = {p_beat:.4f} is wrong: it has a vocabulary part and a copy part")
-    passed("copy probability")
+                raise beat_steps.fail(f"P('beat') = {p_beat:.4f} is wrong: {hint}.")
+        raise beat_steps.fail(f"P('beat') = {p_beat:.4f} is wrong: it has a vocabulary part and a copy part.")
+    passed(f"copy probability (P('smith') = {smith:.3f}, P('beat') = {beat:.3f}). Why: copying has probability "
+           f"1 - p_gen = {1 - g:.1f} here and smith holds {w[0] + w[4]:.2f} of the attention; beat's vocabulary part "
+           f"adds only {g} x {p_v}")
