@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from course_lib._validate import check_int, check_probability, positive_int
+from course_lib._validate import check_bool, check_int, check_probability, positive_int
 from course_lib.attention import (
     EncoderBlock,
     FeedForward,
@@ -20,10 +20,11 @@ from course_lib.attention import (
     causal_mask,
     lengths_to_mask,
 )
+from course_lib.attention.encoder_block import sublayer
 from course_lib.seq2seq.data import PAD_ID
 from course_lib.seq2seq.gru import check_src
 
-__all__ = ["decoder_self_mask", "cross_attention_mask", "DecoderLayer", "TransformerSeq2Seq"]
+__all__ = ["decoder_self_mask", "cross_attention_mask", "vaswani_lr", "DecoderLayer", "TransformerSeq2Seq"]
 
 
 def decoder_self_mask(tgt_lens: Tensor, t: int) -> Tensor:
@@ -46,24 +47,46 @@ def cross_attention_mask(src_lens: Tensor, t_q: int, s: int) -> Tensor:
     return lengths_to_mask(src_lens, s)[:, None, :].expand(-1, t_q, -1)  # (B, t_q, s)
 
 
-class DecoderLayer(nn.Module):
-    """Pre-norm decoder layer: causal self-attention, cross-attention over the encoder, feed-forward.
+def vaswani_lr(step: int, *, d_model: int, warmup: int = 4000) -> float:
+    """The learning rate of Vaswani et al. 2017, eq. 3: ``d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)``.
 
-    Introduced in lesson 09.
+    Linear warm-up for ``warmup`` steps, then decay as the inverse square root of the step; ``step`` counts
+    from 1. Introduced in lesson 09.
+    """
+    step = positive_int("step", step)
+    d_model = positive_int("d_model", d_model)
+    warmup = positive_int("warmup", warmup)
+    return d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
+
+
+class DecoderLayer(nn.Module):
+    """Decoder layer: causal self-attention, cross-attention over the encoder, feed-forward (pre-norm by default).
+
+    Each sub-layer is wrapped as in ``EncoderBlock``: pre-norm ``y + Dropout(f(LN y))`` or, with
+    ``norm_first=False``, post-norm ``LN(y + Dropout(f(y)))`` (Vaswani et al. 2017). Introduced in lesson 09.
 
     Args:
         d_model: model width D.
         num_heads: attention heads; must divide ``d_model``.
         d_ff: hidden width of the feed-forward network.
         dropout: dropout on the attention weights, inside the FFN and on the residual branches.
+        norm_first: layer norm before each sub-layer (pre-norm, True) or after the residual sum (post-norm).
+        residual: keep the residual connections (False only for the ablation of lesson 09).
+        feed_forward: keep the feed-forward sub-layer (False only for the ablation of lesson 09; then
+            ``ffn`` and ``norm3`` are None).
     """
 
-    def __init__(self, d_model: int, num_heads: int, d_ff: int, *, dropout: float = 0.0) -> None:
+    def __init__(self, d_model: int, num_heads: int, d_ff: int, *, dropout: float = 0.0, norm_first: bool = True,
+                 residual: bool = True, feed_forward: bool = True) -> None:
         super().__init__()
-        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.norm_first = check_bool("norm_first", norm_first)
+        self.residual = check_bool("residual", residual)
+        check_bool("feed_forward", feed_forward)
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.norm3: nn.LayerNorm | None = nn.LayerNorm(d_model) if feed_forward else None
         self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
         self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
-        self.ffn = FeedForward(d_model, d_ff, dropout=dropout)
+        self.ffn: FeedForward | None = FeedForward(d_model, d_ff, dropout=dropout) if feed_forward else None
         self.drop = nn.Dropout(dropout)
 
     def forward(self, y: Tensor, memory: Tensor, self_mask: Tensor | None, cross_mask: Tensor, *,
@@ -72,19 +95,31 @@ class DecoderLayer(nn.Module):
 
         ``self_mask=None`` means purely causal.
         """
-        h = self.norm1(y)
-        a, w_self = self.self_attn(h, h, h, mask=self_mask, is_causal=self_mask is None, need_weights=need_weights)
-        y = y + self.drop(a)
-        h = self.norm2(y)
-        a, w_cross = self.cross_attn(h, memory, memory, mask=cross_mask, need_weights=need_weights)
-        y = y + self.drop(a)
-        return y + self.drop(self.ffn(self.norm3(y))), w_self, w_cross
+        found: dict[str, Tensor | None] = {}
+
+        def attend_self(h: Tensor) -> Tensor:
+            out, found["self"] = self.self_attn(h, h, h, mask=self_mask, is_causal=self_mask is None,
+                                                need_weights=need_weights)
+            return out
+
+        def attend_memory(h: Tensor) -> Tensor:
+            out, found["cross"] = self.cross_attn(h, memory, memory, mask=cross_mask, need_weights=need_weights)
+            return out
+
+        first, res = self.norm_first, self.residual
+        y = sublayer(y, attend_self, self.norm1, self.drop, norm_first=first, residual=res)
+        y = sublayer(y, attend_memory, self.norm2, self.drop, norm_first=first, residual=res)
+        if self.ffn is not None and self.norm3 is not None:
+            y = sublayer(y, self.ffn, self.norm3, self.drop, norm_first=first, residual=res)
+        return y, found["self"], found["cross"]
 
 
 class TransformerSeq2Seq(nn.Module):
     """Encoder-decoder Transformer: token embeddings * sqrt(D) + sinusoidal positions, pre-norm layers.
 
-    ``num_layers`` encoder layers and ``num_decoder_layers`` (default: as many) decoder layers.
+    ``num_layers`` encoder layers and ``num_decoder_layers`` (default: as many) decoder layers. Pre-norm stacks
+    end in a final layer norm (``encoder_norm``, ``decoder_norm``); post-norm ones (``norm_first=False``, the
+    2017 paper) already end in one, so those two are identities.
 
     After a forward pass with ``need_weights=True``, ``self.weights`` holds lists (one tensor per layer,
     (B, H, T_q, T_k)) under "encoder self", "decoder self" and "cross". Introduced in lesson 09.
@@ -99,25 +134,34 @@ class TransformerSeq2Seq(nn.Module):
         dropout: dropout on positions, attention weights, FFNs and residual branches.
         max_len: the longest sequence the positional table covers.
         num_decoder_layers: decoder layers (default ``num_layers``).
+        norm_first: pre-norm (True) or post-norm (False) layers.
+        residual: keep the residual connections (False only for the ablation of lesson 09).
+        feed_forward: keep the feed-forward sub-layers (False only for the ablation of lesson 09).
     """
 
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, *, d_model: int = 64, num_heads: int = 4,
                  num_layers: int = 2, d_ff: int = 128, dropout: float = 0.0, max_len: int = 64,
-                 num_decoder_layers: int | None = None) -> None:
+                 num_decoder_layers: int | None = None, norm_first: bool = True, residual: bool = True,
+                 feed_forward: bool = True) -> None:
         super().__init__()
         num_layers = positive_int("num_layers", num_layers)
         num_decoder_layers = num_layers if num_decoder_layers is None else positive_int("num_decoder_layers",
                                                                                         num_decoder_layers)
         check_probability("dropout", dropout)
+        norm_first = check_bool("norm_first", norm_first)
+        residual, feed_forward = check_bool("residual", residual), check_bool("feed_forward", feed_forward)
         self.d_model = d_model
         self.src_embedding = nn.Embedding(src_vocab_size, d_model, padding_idx=PAD_ID)
         self.tgt_embedding = nn.Embedding(tgt_vocab_size, d_model, padding_idx=PAD_ID)
         self.positions = SinusoidalPositionalEncoding(d_model, max_len=max_len, dropout=dropout)
-        self.encoder_layers = nn.ModuleList(EncoderBlock(d_model, num_heads, d_ff, dropout=dropout)
-                                            for _ in range(num_layers))
-        self.decoder_layers = nn.ModuleList(DecoderLayer(d_model, num_heads, d_ff, dropout=dropout)
-                                            for _ in range(num_decoder_layers))
-        self.encoder_norm, self.decoder_norm = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.encoder_layers = nn.ModuleList(
+            EncoderBlock(d_model, num_heads, d_ff, dropout=dropout, norm_first=norm_first, residual=residual,
+                         feed_forward=feed_forward) for _ in range(num_layers))
+        self.decoder_layers = nn.ModuleList(
+            DecoderLayer(d_model, num_heads, d_ff, dropout=dropout, norm_first=norm_first, residual=residual,
+                         feed_forward=feed_forward) for _ in range(num_decoder_layers))
+        self.encoder_norm: nn.Module = nn.LayerNorm(d_model) if norm_first else nn.Identity()
+        self.decoder_norm: nn.Module = nn.LayerNorm(d_model) if norm_first else nn.Identity()
         self.out = nn.Linear(d_model, tgt_vocab_size)
         self.weights: dict[str, list[Tensor]] = {}
         for embedding in (self.src_embedding, self.tgt_embedding):
