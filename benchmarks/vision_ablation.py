@@ -14,6 +14,14 @@ box AUC of the same map (``attention_box_auc``: the probability that a random bo
 than a random pixel outside, 0.5 = no preference; it uses only the order of the values, so it compares gates
 and softmax maps on one scale). Results go to ``benchmarks/results/vision_ablation.csv``, one row per module:
 means and standard deviations over seeds (sample std, ddof=1), and the per-seed accuracies.
+
+The gate-initialisation experiment of lesson 12 (section 7) is the same run with ``--gate-init identity``: every
+gate wrapped in ``course_lib.vision.IdentityInitGate`` (``x * (1 + alpha * (g - 1))``, alpha = 0 at init), so
+each model starts as the baseline; the module ``half`` is a control, the baseline with its residual branches
+multiplied by a constant 0.5 (what an untrained sigmoid gate does, without any content):
+
+    python benchmarks/vision_ablation.py --gate-init identity --modules baseline,half,se,cbam,eca,yolo_sam \
+        --threads 1 --out benchmarks/results/vision_gate_init.csv
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor, nn
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout without installing
@@ -35,7 +44,9 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without install
 from course_lib.data.digits import make_cluttered_digits  # noqa: E402
 from course_lib.device import set_seed  # noqa: E402
 from course_lib.vision_train import (  # noqa: E402
+    GATE_INITS,
     HostCNN,
+    ResidualBlock,
     attention_box_auc,
     attention_box_mass,
     count_parameters,
@@ -43,11 +54,31 @@ from course_lib.vision_train import (  # noqa: E402
     train_classifier,
 )
 
-MODULES = ("baseline", "se", "cbam", "yolo_sam", "eca", "nonlocal", "pam", "cam", "psa", "sagan")
-FIELDS = ["module", "params", "extra_params", "test_acc_mean", "test_acc_std", "acc_delta_vs_baseline",
+MODULES = ("baseline", "se", "cbam", "yolo_sam", "eca", "nonlocal", "pam", "cam", "psa", "sagan", "half")
+GATES = ("se", "cbam", "yolo_sam", "eca", "psa")  # the modules --gate-init identity applies to
+FIELDS = ["module", "gate_init", "params", "extra_params", "test_acc_mean", "test_acc_std", "acc_delta_vs_baseline",
           "test_acc_per_seed", "sec_per_epoch", "box_auc_mean", "box_auc_std", "box_mass_mean", "box_mass_std",
           "chance_mass", "seeds", "epochs",
           "n_train", "n_test", "threads"]
+
+
+class HalfBranch(nn.Module):
+    """The control ``half``: multiply the residual branch by 0.5, as an untrained sigmoid gate roughly does."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return 0.5 * x
+
+
+def build_model(name: str, widths: tuple[int, ...], gate_init: str = "default") -> HostCNN:
+    """``HostCNN`` for a row of the table: ``baseline``, ``half`` (the control) or an attention module's name."""
+    if name in ("baseline", "half"):
+        model = HostCNN(None, widths=widths)
+        if name == "half":
+            for block in model.modules():
+                if isinstance(block, ResidualBlock):
+                    block.attention = HalfBranch()
+        return model
+    return HostCNN(name, widths=widths, gate_init=gate_init if name in GATES else "default")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,6 +91,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--widths", default="16,32,64", help="stem and stage widths of the host CNN")
     parser.add_argument("--modules", default=",".join(MODULES), help="comma-separated subset of " + ",".join(MODULES))
+    parser.add_argument("--gate-init", default="default", choices=GATE_INITS,
+                        help="'identity': wrap every gate (se, cbam, yolo_sam, eca, psa) in IdentityInitGate")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "vision_ablation.csv")
     args = parser.parse_args(argv)
@@ -92,7 +125,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     for seed in range(args.seeds):  # seeds outside, so an interrupted run still covers every module
         for name in args.modules:
             set_seed(seed)
-            model = HostCNN(None if name == "baseline" else name, widths=args.widths)
+            model = build_model(name, args.widths, args.gate_init)
             history = train_classifier(model, train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                        seed=seed, progress=False)
             acc = evaluate_classifier(model, test)["accuracy"]
@@ -114,6 +147,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
         aucs = [r["auc"] for r in results if r["auc"] is not None]
         rows.append({
             "module": name,
+            "gate_init": args.gate_init if name in GATES else "",
             "params": results[0]["params"],
             "extra_params": results[0]["params"] - base_params,
             "test_acc_mean": round(statistics.mean(accs), 4),

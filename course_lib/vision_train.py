@@ -20,11 +20,19 @@ from torch import Tensor, nn
 
 from course_lib._validate import check_int, check_tensor, positive_int
 from course_lib.data.digits import box_mass
-from course_lib.vision import ATTENTION_NAMES, create_attention, has_spatial_map, spatial_maps_in_model
+from course_lib.vision import (
+    ATTENTION_NAMES,
+    IdentityInitGate,
+    create_attention,
+    has_spatial_map,
+    spatial_maps_in_model,
+)
+
+GATE_INITS = ("default", "identity")
 
 __all__ = [
     "ResidualBlock", "HostCNN", "count_parameters", "train_classifier", "evaluate_classifier", "attention_box_mass",
-    "box_auc", "attention_box_auc",
+    "box_auc", "attention_box_auc", "GATE_INITS",
 ]
 
 
@@ -37,6 +45,13 @@ def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out))
 
 
+def _check_gate_init(gate_init: object) -> None:
+    if not isinstance(gate_init, str):
+        raise TypeError(f"gate_init must be a str, one of {GATE_INITS}, got {type(gate_init).__name__}")
+    if gate_init not in GATE_INITS:
+        raise ValueError(f"gate_init must be one of {GATE_INITS}, got {gate_init!r}")
+
+
 class ResidualBlock(nn.Module):
     """Basic residual block (He et al. 2016, arXiv:1512.03385), an attention module on the branch before the add.
 
@@ -45,14 +60,23 @@ class ResidualBlock(nn.Module):
     Args:
         channels: C, input and output channels.
         attention: a ``create_attention`` name, or None for the plain block.
+        gate_init: ``"default"`` (the module as built) or ``"identity"``: a gating module wrapped in
+            ``IdentityInitGate``, so that the block starts as the plain block (ignored when ``attention`` is None).
         **attention_kwargs: passed to the attention module's constructor.
     """
 
-    def __init__(self, channels: int, attention: str | None = None, **attention_kwargs: Any) -> None:
+    def __init__(self, channels: int, attention: str | None = None, *, gate_init: str = "default",
+                 **attention_kwargs: Any) -> None:
         super().__init__()
+        _check_gate_init(gate_init)
         self.branch = nn.Sequential(_conv_bn(channels, channels), nn.ReLU(), _conv_bn(channels, channels))
-        self.attention = nn.Identity() if attention is None else create_attention(attention, channels,
-                                                                                 **attention_kwargs)
+        module = nn.Identity() if attention is None else create_attention(attention, channels, **attention_kwargs)
+        if gate_init == "identity" and attention is not None:
+            if not callable(getattr(module, "gate", None)):
+                raise ValueError(f"gate_init='identity' needs a gating module (with gate(x)); {attention!r} builds "
+                                 f"{type(module).__name__}, which is already the identity at init (gamma = 0)")
+            module = IdentityInitGate(module)
+        self.attention: nn.Module = module
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(x + self.attention(self.branch(x)))
@@ -70,29 +94,44 @@ class HostCNN(nn.Module):
         num_classes: number of classes.
         widths: channels of the stem, then of each stage (at least 2 entries).
         attention_kwargs: passed to every attention module's constructor.
+        gate_init: ``"default"`` or ``"identity"`` (every gate wrapped in ``IdentityInitGate``: the model starts
+            as the baseline); see ``ResidualBlock``.
     """
 
     def __init__(self, attention: str | None = None, *, in_channels: int = 1, num_classes: int = 10,
-                 widths: tuple[int, ...] = (16, 32, 64), attention_kwargs: dict[str, Any] | None = None) -> None:
+                 widths: tuple[int, ...] = (16, 32, 64), attention_kwargs: dict[str, Any] | None = None,
+                 gate_init: str = "default") -> None:
         super().__init__()
+        _check_gate_init(gate_init)
         if attention is not None and attention not in ATTENTION_NAMES:
             raise ValueError(f"unknown attention module {attention!r}; valid names: None, {', '.join(ATTENTION_NAMES)}")
         if len(widths) < 2:
             raise ValueError(f"widths needs at least 2 entries (stem and one stage), got {widths}")
         self.attention_name = attention
+        self.gate_init = gate_init
         kwargs = dict(attention_kwargs or {})
         self.stem = nn.Sequential(_conv_bn(in_channels, widths[0]), nn.ReLU())
         stages = []
         for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
             stages.append(nn.Sequential(_conv_bn(c_in, c_out, stride=2), nn.ReLU(),
-                                        ResidualBlock(c_out, attention, **kwargs)))
+                                        ResidualBlock(c_out, attention, gate_init=gate_init, **kwargs)))
         self.stages = nn.Sequential(*stages)
         self.head = nn.Linear(widths[-1], num_classes)
 
     def attention_modules(self) -> list[nn.Module]:
-        """The attention modules, from the highest resolution to the lowest (empty for the baseline)."""
-        return [m.attention for m in self.modules() if isinstance(m, ResidualBlock)
-                and not isinstance(m.attention, nn.Identity)]
+        """The attention modules, from the highest resolution to the lowest (empty for the baseline).
+
+        With ``gate_init="identity"`` these are the wrapped gates (the ``IdentityInitGate``'s ``module``), whose
+        spatial maps the box readings score.
+        """
+        found = [m.attention for m in self.modules() if isinstance(m, ResidualBlock)
+                 and not isinstance(m.attention, nn.Identity)]
+        return [m.module if isinstance(m, IdentityInitGate) else m for m in found]
+
+    def gate_scales(self) -> list[float]:
+        """The ``alpha`` of each ``IdentityInitGate`` (0 at init, 1 = the full gate); empty without them."""
+        return [float(m.attention.alpha.item()) for m in self.modules()
+                if isinstance(m, ResidualBlock) and isinstance(m.attention, IdentityInitGate)]
 
     def forward(self, x: Tensor) -> Tensor:
         features = self.stages(self.stem(x))  # (B, C_last, H/2^k, W/2^k)

@@ -1,5 +1,7 @@
 """Lesson 12-13 checkers accept the reference and reject the stub and typical mistakes, with hints."""
 
+from functools import partial
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -163,3 +165,127 @@ def test_checkers_leave_global_random_state_alone():
     check_se_forward(se_ok)
     check_position_attention(PamOk)
     assert torch.equal(torch.rand(3), before)
+
+
+# ---- CBAM parameter count (a derivation, checked against the module) -------------------------------
+def test_cbam_count_accepts_the_truth(capsys):
+    from course_lib.checks.thinking import reset_hints
+    from course_lib.checks.vision import check_cbam_parameter_count
+    from course_lib.vision import CBAM
+
+    reset_hints()
+    truth = sum(p.numel() for p in CBAM(32, reduction=8, kernel_size=7).parameters())
+    assert truth == (2 * 32 * 4 + 4 + 32) + 2 * 7 * 7 + 2 == 392
+    check_cbam_parameter_count(truth)
+    assert "cbam_params = 392" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (None, "still None"),
+    ("392", "should be a number"),
+    (2 * 292 + 100, "two MLPs"),
+    (256 + 100, "biases"),
+    (292 + 98, "BatchNorm"),
+    (292 + 49 + 2, "2 input channels"),
+    (292, "channel gate alone"),
+    (393, "no bias"),
+    (580, "not right"),
+])
+def test_cbam_count_rejects(wrong, message):
+    from course_lib.checks.thinking import reset_hints
+    from course_lib.checks.vision import check_cbam_parameter_count
+
+    reset_hints()
+    with pytest.raises(CheckFailed, match=message):
+        check_cbam_parameter_count(wrong)
+
+
+def test_cbam_count_hints_come_in_steps():
+    from course_lib.checks.thinking import reset_hints
+    from course_lib.checks.vision import check_cbam_parameter_count
+
+    reset_hints()
+    for k in (1, 2, 3, 3):
+        with pytest.raises(CheckFailed, match=f"Hint {k} of 3"):
+            check_cbam_parameter_count(1000)
+
+
+# ---- find the bug: the attention-pooling classifier --------------------------------------------------
+class ArticlePattern(nn.Module):
+    """The exercise's faulty class: a Linear over the positions (one image size only), softmax over the batch."""
+
+    def __init__(self, in_channels=1, channels=16, num_classes=10, image_size=32):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(),
+                                      nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU())
+        self.score = nn.Linear(image_size * image_size, image_size * image_size)
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x, need_weights=False):
+        f = self.features(x).flatten(2)
+        weights = torch.softmax(self.score(f.mean(dim=1)), dim=0)
+        logits = self.classifier((f * weights[:, None, :]).sum(dim=-1))
+        return (logits, weights) if need_weights else logits
+
+
+class Pool(nn.Module):
+    """The repaired class, with a switch for each typical half-repair."""
+
+    def __init__(self, in_channels=1, channels=16, num_classes=10, *, dim=1, weighting="softmax", weights_out=True):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(),
+                                      nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU())
+        self.score = nn.Conv2d(channels, 1, kernel_size=1)
+        self.classifier = nn.Linear(channels, num_classes)
+        self.dim, self.weighting, self.weights_out = dim, weighting, weights_out
+
+    def forward(self, x, need_weights=False):
+        f = self.features(x)
+        b, _, h, w = f.shape
+        scores = self.score(f).flatten(1)
+        if self.weighting in ("softmax", "max"):
+            weights = torch.softmax(scores, dim=self.dim)
+        elif self.weighting == "sigmoid":
+            weights = torch.sigmoid(scores)
+        elif self.weighting == "mean":
+            weights = torch.full_like(scores, 1 / scores.shape[1])
+        else:
+            weights = scores
+        logits = self.classifier((f.flatten(2) * weights[:, None, :]).sum(dim=-1))
+        if self.weighting == "max":  # ignores the weights: global max pooling
+            logits = self.classifier(f.amax(dim=(2, 3)))
+        if need_weights:
+            return (logits, weights.view(b, h, w)) if self.weights_out else logits
+        return logits
+
+
+def test_attention_pooling_accepts_the_repair_and_the_reference(capsys):
+    from course_lib.checks.vision import AttentionPoolReference, check_attention_pooling
+
+    check_attention_pooling(Pool)
+    check_attention_pooling(AttentionPoolReference)
+    assert capsys.readouterr().out.count("attention pooling classifier: all checks passed") == 2
+
+
+def test_the_article_pattern_runs_on_its_one_size_only():
+    model = ArticlePattern()
+    assert model(torch.rand(2, 1, 32, 32)).shape == (2, 10)
+    with pytest.raises(RuntimeError):
+        model(torch.rand(2, 1, 24, 40))
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (stub, "not implemented yet"),
+    (ArticlePattern, "one image size"),
+    (partial(Pool, dim=0), "over the batch axis"),
+    (partial(Pool, weighting="sigmoid"), "sum to 1"),
+    (partial(Pool, weighting="raw"), "sum to 1"),
+    (partial(Pool, weights_out=False), "need_weights=True"),
+    (partial(Pool, weighting="max"), "largest difference"),
+    (lambda *a: "not a module", "nn.Module"),
+])
+def test_attention_pooling_rejects(wrong, message):
+    from course_lib.checks.vision import check_attention_pooling
+
+    with pytest.raises(CheckFailed, match=message):
+        check_attention_pooling(wrong)

@@ -1,5 +1,6 @@
-"""Checkers for lessons 12-13 (vision attention): the SE gate, CBAM's spatial gate, DANet's position attention
-and the multi-head self-attention of a ViT (fused qkv, head merge).
+"""Checkers for lessons 12-13 (vision attention): the SE gate, CBAM's spatial gate, CBAM's parameter count,
+the repaired attention-pooling classifier of the "find the bug" exercise, DANet's position attention and the
+multi-head self-attention of a ViT (fused qkv, head merge).
 
 Each checker runs the learner's code on several shapes (non-square images included) against
 ``course_lib.vision`` / ``course_lib.attention`` and names the bug classes of
@@ -19,9 +20,11 @@ from torch import Tensor, nn
 
 from course_lib.attention import MultiHeadAttention
 from course_lib.checks.core import CheckFailed, call_learner, compare, passed, require_callable
-from course_lib.vision import PositionAttention, SEBlock, SpatialGate
+from course_lib.checks.thinking import StepHints, check_number
+from course_lib.vision import CBAM, PositionAttention, SEBlock, SpatialGate
 
-__all__ = ["check_se_forward", "check_spatial_gate", "check_position_attention", "check_vit_msa"]
+__all__ = ["check_se_forward", "check_spatial_gate", "check_cbam_parameter_count", "check_attention_pooling",
+           "AttentionPoolReference", "check_position_attention", "check_vit_msa"]
 
 _IMAGES = ((2, 32, 5, 7), (1, 16, 6, 6), (3, 64, 4, 9))  # (B, C, H, W), non-square sizes included
 
@@ -117,6 +120,171 @@ def check_spatial_gate(spatial_gate: Callable[[SpatialGate, Tensor], Tensor]) ->
             }
         compare(got, expected, "spatial_gate", case, mistakes=mistakes)
     passed("spatial_gate")
+
+
+# --------------------------------------------------------------------------------------------------
+# Lesson 12: predict CBAM's parameter count
+# --------------------------------------------------------------------------------------------------
+CBAM_EXERCISE = {"channels": 32, "reduction": 8, "kernel_size": 7}
+
+
+def check_cbam_parameter_count(cbam_params: object) -> None:
+    """``cbam_params``: the learner's count of ``CBAM(32, reduction=8, kernel_size=7)``'s trainable parameters.
+
+    The truth is counted on the module itself; typical slips (two MLPs, biases or BatchNorm forgotten, a
+    one-channel conv) are named. Introduced in lesson 12.
+    """
+    c, r, k = CBAM_EXERCISE["channels"], CBAM_EXERCISE["reduction"], CBAM_EXERCISE["kernel_size"]
+    truth = sum(p.numel() for p in CBAM(c, reduction=r, kernel_size=k).parameters() if p.requires_grad)
+    hidden = c // r
+    mlp = c * hidden + hidden + hidden * c + c  # Linear(C, C/r) + Linear(C/r, C), with biases
+    conv, bn = 2 * k * k, 2
+    slips = {
+        "that counts two MLPs; CBAM's average and max branches share ONE MLP": 2 * mlp + conv + bn,
+        "the two Linear layers have biases too (C/r + C of them)": 2 * c * hidden + conv + bn,
+        "the spatial gate's BatchNorm has a scale and a shift (2 parameters)": mlp + conv,
+        "the 7x7 conv reads 2 input channels (the max and the mean map): 2 * 7 * 7 weights": mlp + k * k + bn,
+        "that is the channel gate alone (an SE-like MLP); add the spatial gate's conv and BatchNorm": mlp,
+        "the spatial conv has no bias in CBAM (its BatchNorm shifts instead)": mlp + conv + 1 + bn,
+    }
+    mistakes = {hint: float(n) for hint, n in slips.items() if n != truth}
+    check_number(
+        cbam_params, "cbam_params", float(truth),
+        StepHints("12-cbam-params", [
+            "count the two halves apart: the channel gate (an MLP C -> C/r -> C) and the spatial gate (a k x k "
+            "conv, then BatchNorm); C = 32, r = 8, k = 7",
+            "channel gate: Linear(32, 4) has 32 * 4 weights + 4 biases, Linear(4, 32) has 4 * 32 + 32; the average "
+            "and max branches share it, so count it once",
+            "spatial gate: Conv2d(2, 1, 7, bias=False) has 2 * 7 * 7 weights, BatchNorm2d(1) a scale and a shift; "
+            "add everything up",
+        ]),
+        why=f"channel gate 2C²/r + C/r + C = {mlp} (one shared MLP), spatial gate 2k² = {conv} conv weights + "
+            f"{bn} BatchNorm parameters: {truth} in all, as count_parameters(CBAM({c}, reduction={r})) says",
+        mistakes=mistakes,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Lesson 12: find the bug in an attention-pooling classifier
+# --------------------------------------------------------------------------------------------------
+class AttentionPoolReference(nn.Module):
+    """Attention pooling done right: a 1x1 conv scores each position, softmax over the H*W positions of each image.
+
+    ``features`` (two 3x3 convs with ReLU), ``score = Conv2d(C, 1, 1)``, ``classifier = Linear(C, classes)``;
+    ``forward(x, need_weights=False) -> logits`` or ``(logits, weights (B, H, W))``. Introduced in lesson 12.
+
+    Args:
+        in_channels: the image's channels.
+        channels: C, the feature channels.
+        num_classes: number of classes.
+    """
+
+    def __init__(self, in_channels: int = 1, channels: int = 16, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(),
+                                      nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU())
+        self.score = nn.Conv2d(channels, 1, kernel_size=1)
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x: Tensor, need_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        logits, weights = _pool_variant(self, x)
+        return (logits, weights) if need_weights else logits
+
+
+def _pool_variant(m: AttentionPoolReference, x: Tensor, *, weighting: str = "softmax") -> tuple[Tensor, Tensor]:
+    """(logits (B, classes), weights (B, H, W)) of the reference, or of a typical mistake (``weighting``)."""
+    f = m.features(x)  # (B, C, H, W)
+    b, _, h, w = f.shape
+    scores = m.score(f).flatten(1)  # (B, N): one score per position
+    if weighting == "softmax":
+        weights = torch.softmax(scores, dim=1)  # over each image's positions
+    elif weighting == "batch":
+        weights = torch.softmax(scores, dim=0)  # over the images of the batch
+    elif weighting == "sigmoid":
+        weights = torch.sigmoid(scores)
+    elif weighting == "raw":
+        weights = scores
+    else:  # "mean": the scores ignored
+        weights = torch.full_like(scores, 1.0 / scores.shape[1])
+    pooled = (f.flatten(2) * weights[:, None, :]).sum(dim=-1)  # (B, C)
+    return m.classifier(pooled), weights.view(b, h, w)
+
+
+def _logits(out: object, name: str) -> Tensor:
+    if isinstance(out, tuple):
+        out = out[0]
+    if not isinstance(out, Tensor):
+        raise CheckFailed(f"{name} should return the logits, a tensor (B, num_classes), got {type(out).__name__}")
+    return out
+
+
+def check_attention_pooling(model_class: Callable[..., nn.Module]) -> None:
+    """``model_class(in_channels, channels, num_classes)``: the repaired attention-pooling classifier.
+
+    Compared with ``AttentionPoolReference`` (weights copied) on several image sizes; tests first that the model
+    runs on more than one image size, that an image's logits do not depend on the other images of the batch,
+    and that the weights of ``forward(x, need_weights=True)`` sum to 1 over each image's positions.
+    Introduced in lesson 12.
+    """
+    require_callable(model_class, "your class")
+    hints = StepHints("12-attention-pooling", [
+        "follow one image through forward and write each tensor's shape: which axis is the batch, which the "
+        "positions, which the channels?",
+        "the score of a position must come from that position's C channels (a 1x1 conv, or a Linear over C), and "
+        "the softmax must run over each image's H*W positions, not over the images of the batch",
+        "self.score = nn.Conv2d(channels, 1, kernel_size=1); scores = self.score(f).flatten(1) is (B, H*W); "
+        "weights = torch.softmax(scores, dim=1); pooled = (f.flatten(2) * weights[:, None, :]).sum(-1)",
+    ])
+    for seed, (c, sizes) in enumerate(((8, ((4, 32, 32), (3, 24, 40))), (12, ((2, 16, 16), (5, 20, 28))))):
+        mine = _seeded(seed, partial(call_learner, model_class, 1, c, 10, name="your class (constructor)"))
+        if not isinstance(mine, nn.Module):
+            raise CheckFailed(f"your class should build an nn.Module, got {type(mine).__name__}")
+        ref = _seeded(seed, partial(AttentionPoolReference, 1, c, 10)).eval()
+        try:
+            mine.load_state_dict(ref.state_dict())
+        except Exception as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise hints.fail(
+                f"could not load the reference weights into your model ({type(exc).__name__}: {first[:160]}). "
+                f"Keep features and classifier as they were and make score = nn.Conv2d(channels, 1, kernel_size=1): "
+                f"a Linear over the H*W positions has a weight per position, so it fits only one image size") from None
+        mine.eval()
+        for b, h, w in sizes:
+            case = f"channels={c}, images of shape {(b, 1, h, w)}"
+            x = torch.rand(b, 1, h, w, generator=torch.Generator().manual_seed(500 + seed * 10 + h))
+            with torch.no_grad():
+                got = _logits(call_learner(mine, x.clone(), name=f"forward on {case}"), "forward")
+                alone = _logits(call_learner(mine, x[:1].clone(), name=f"forward on one image ({h}x{w})"), "forward")
+            if got.shape != (b, 10):
+                raise hints.fail(f"forward on {case} should give logits of shape {(b, 10)}, got {tuple(got.shape)}")
+            if not torch.allclose(got[:1], alone, atol=1e-5, rtol=1e-4):
+                raise hints.fail(f"on {case}, the logits of image 0 change when the other images of the batch change: "
+                                 f"the softmax (or a mean) runs over the batch axis. Each image must attend over "
+                                 f"its own positions only")
+            with torch.no_grad():
+                out = call_learner(mine, x.clone(), need_weights=True, name="forward(x, need_weights=True)")
+            if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], Tensor)):
+                raise CheckFailed("forward(x, need_weights=True) should return (logits, weights), weights (B, H, W)")
+            weights = out[1]
+            if tuple(weights.shape) not in ((b, h, w), (b, h * w)):
+                raise CheckFailed(f"the weights on {case} should have shape {(b, h, w)}, got {tuple(weights.shape)}")
+            sums = weights.reshape(b, -1).sum(dim=1)
+            if not torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
+                raise hints.fail(f"on {case} each image's weights should sum to 1 over its {h * w} positions, got sums "
+                                 f"{[round(v, 3) for v in sums.tolist()[:3]]}: normalise with a softmax over the "
+                                 f"positions (dim=1 of the (B, H*W) scores)")
+            with torch.no_grad():
+                mistakes = {
+                    "the softmax runs over the batch axis (dim=0); it must run over the positions": "batch",
+                    "the scores pass through a sigmoid: the weights do not sum to 1, use a softmax over positions":
+                        "sigmoid",
+                    "the raw scores weight the features: normalise them with a softmax over the positions": "raw",
+                    "the scores are ignored (a plain average over the positions)": "mean",
+                }
+                wrong = {hint: _pool_variant(ref, x, weighting=kind)[0] for hint, kind in mistakes.items()}
+                expected = _pool_variant(ref, x)[0]
+            compare(got, expected, "logits", case, mistakes=wrong)
+    passed("attention pooling classifier")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from course_lib.vision.cbam import CBAM, ChannelGate, SpatialGate
 from course_lib.vision.danet import ChannelSelfAttention, PositionAttention
 from course_lib.vision.eca import ECA, eca_kernel_size
 from course_lib.vision.factory import ATTENTION_NAMES, GATING_MODULES, RESIDUAL_MODULES, create_attention
+from course_lib.vision.identity_init import IdentityInitGate
 from course_lib.vision.maps import (
     HasSpatialMap,
     KeyMassMap,
@@ -45,6 +46,7 @@ __all__ = [
     "YoloSAM",
     "eca_kernel_size",
     "ECA",
+    "IdentityInitGate",
     "NonLocalBlock",
     "PositionAttention",
     "ChannelSelfAttention",
