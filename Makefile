@@ -17,7 +17,7 @@ export PYTHONHASHSEED := 0
 # Notebook kernels draw inline so that figures are stored as images; unit tests use Agg (conftest.py).
 export MPLBACKEND := module://matplotlib_inline.backend_inline
 
-.PHONY: help venv trust lab test unit nbval sync exercises execute bench ablation kvbench summarise-bench detection-ablation ner-bench generation-bench site browser-test constraints clean
+.PHONY: help venv trust lab test unit nbval sync exercises execute bench ablation kvbench summarise-bench detection-ablation ner-bench generation-bench explain-bench site browser-test constraints clean
 
 help:
 	@echo "make lab        set up the environment and open JupyterLab on the first lesson (serving the course root)"
@@ -29,6 +29,7 @@ help:
 	@echo "make kvbench    lesson 17's KV-cache benchmark; make summarise-bench: lesson 11's models over 3 seeds"
 	@echo "make detection-ablation  lesson 14's detector necks and keypoint heads over 3 seeds (about 20 minutes)"
 	@echo "make ner-bench, make generation-bench: lessons 10 and 15's longer runs"
+	@echo "make explain-bench  lesson 18's counter-tests: attention across 4 seeds and adversarial models"
 	@echo "make site       build the course's static website from the stored outputs into build/site/"
 	@echo "make browser-test  every lesson's explorers in JupyterLab in headless Chromium (screenshots in build/browser/)"
 
@@ -101,6 +102,11 @@ kvbench: $(STAMP)
 # benchmarks/results/ner_models.csv).
 ner-bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/ner_models.py
+
+# Lesson 18's tagger over 4 seeds and 3 adversarial models (Wiegreffe & Pinter 2019; about 3 minutes, one thread;
+# benchmarks/results/explanation_counter_tests.csv).
+explain-bench: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/explanation_counter_tests.py --threads 1
 
 # Lesson 11's models over 3 seeds and two budgets (about 20 minutes; benchmarks/results/summarise_models.csv).
 summarise-bench: $(STAMP)

@@ -273,6 +273,24 @@ def test_committed_cpu_results_meet_the_goals():
     assert all(float(r["max_abs_err"]) < 1e-4 for r in rows)
 
 
+
+def test_committed_explanation_counter_tests():
+    """Lesson 18 reads benchmarks/results/explanation_counter_tests.csv: the rows it needs are there and sane."""
+    path = ROOT / "benchmarks" / "results" / "explanation_counter_tests.csv"
+    rows = list(csv.DictReader(path.open()))
+    assert rows and set(rows[0]) == {"test", "model", "reference", "metric", "value", "n"}
+    got = {(r["test"], r["model"], r["reference"], r["metric"]): float(r["value"]) for r in rows}
+    assert len(got) == len(rows)  # one number per key
+    for seed in range(4):
+        for metric in ("f1", "token_accuracy", "cue_accuracy"):
+            assert 0 <= got[("seeds", f"seed {seed}", "", metric)] <= 1
+        assert 0 <= got[("seeds", f"seed {seed}", "its rows permuted", "js_median")] <= math.log(2)
+    assert sum(1 for k in got if k[0] == "seeds" and k[2].startswith("seed ") and k[3] == "js_median") == 6
+    for lam in ("0", "0.1", "0.5"):
+        for metric in ("js_median", "tvd_mean", "tvd_mean_cue", "same_prediction"):
+            assert 0 <= got[("adversarial", f"adversary lambda {lam}", "seed 0", metric)] <= 1
+    assert got[("run", "all", "", "threads")] == 1
+
 # ------------------------------------------------------------------------------------------- CUDA
 @pytest.mark.cuda
 def test_cuda_peak_memory_and_timing():
