@@ -19,7 +19,6 @@ Padding id is 0, <bos> 1, <eos> 2, <unk> 3 (``course_lib.data.numbers.Vocab``). 
 from __future__ import annotations
 
 import math
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from torch import Tensor, nn
 from course_lib._validate import check_bool, check_int, check_tensor, positive_int
 from course_lib.attention import AdditiveScores, lengths_to_mask
 from course_lib.seq2seq import PAD_ID, TrainHistory, attention_step, greedy_search, pad_sequences
+from course_lib.seq2seq.training import run_optimiser_steps
 
 __all__ = [
     "ArticleTextSummarization", "FixedTextSummarization", "article_attend", "fixed_attend",
@@ -377,7 +377,6 @@ def train_summariser(model: Summariser, data: SummaryBatch, *, steps: int = 300,
         progress: show a tqdm bar.
         desc: the bar's label.
     """
-    from tqdm.auto import tqdm
 
     steps, batch_size = positive_int("steps", steps), positive_int("batch_size", batch_size)
     check_bool("progress", progress)
@@ -388,25 +387,15 @@ def train_summariser(model: Summariser, data: SummaryBatch, *, steps: int = 300,
         optimizer, lambda i: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * i / steps)))
     generator = torch.Generator().manual_seed(seed)
     order: list[Tensor] = []
-    losses: list[float] = []
-    model.train()
-    begin = time.perf_counter()
-    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=1.0)
-    for i in bar:
+
+    def next_loss() -> Tensor:
+        nonlocal order
         if not order:
             order = list(torch.randperm(len(data), generator=generator).split(batch_size))[::-1]
-        loss = summary_loss(model, data.take(order.pop().to(device)))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
-        scheduler.step()
-        losses.append(loss.item())
-        if i % 25 == 0:
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    seconds = time.perf_counter() - begin
-    model.eval()
-    return TrainHistory(losses, seconds, steps, steps * batch_size / max(seconds, 1e-9))
+        return summary_loss(model, data.take(order.pop().to(device)))
+
+    return run_optimiser_steps(model, optimizer, scheduler, next_loss, steps=steps, batch_size=batch_size,
+                               clip=clip, progress=progress, desc=desc, log_every=25)
 
 
 # --------------------------------------------------------------------------------------------------

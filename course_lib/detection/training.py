@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -27,29 +28,28 @@ def _schedule(optimizer: torch.optim.Optimizer, total: int) -> torch.optim.lr_sc
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def train_detector(model: GridDetector, data: DetectionCanvases, *, epochs: int = 10, batch_size: int = 32,
-                   lr: float = 3e-3, seed: int = 0, progress: bool = True) -> list[float]:
-    """AdamW with warm-up and cosine decay on ``yolo_loss``; returns the loss of every step. Introduced in lesson 14."""
+def _fit(model: nn.Module, count: int, loss_of: Callable[[Tensor], Tensor], *, epochs: int, batch_size: int,
+         lr: float, seed: int, clip: float | None, desc: str, progress: bool) -> list[float]:
+    """The loop both trainers share: AdamW, warm-up and cosine decay, seeded epochs of ``loss_of(indices)``."""
     epochs, batch_size = check_int("epochs", epochs, minimum=1), check_int("batch_size", batch_size, minimum=1)
     lr = check_float("lr", lr, minimum=0.0, exclusive_minimum=True)
     generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
-    steps = epochs * math.ceil(len(data) / batch_size)
+    steps = epochs * math.ceil(count / batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     scheduler = _schedule(optimizer, steps)
     losses: list[float] = []
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=steps, desc=f"detector ({model.neck_name})", disable=not progress, leave=True)
+    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=True)
     model.train()
     for _ in range(epochs):
-        order = torch.randperm(len(data), generator=generator)
-        for start in range(0, len(data), batch_size):
-            idx = order[start:start + batch_size]
-            raw = model(data.images[idx])
-            loss, _parts = yolo_loss(raw, data.boxes[idx], data.labels[idx], model.stride)
+        order = torch.randperm(count, generator=generator)
+        for start in range(0, count, batch_size):
+            loss = loss_of(order[start:start + batch_size])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            if clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), clip)
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
@@ -58,6 +58,17 @@ def train_detector(model: GridDetector, data: DetectionCanvases, *, epochs: int 
     bar.close()
     model.eval()
     return losses
+
+
+def train_detector(model: GridDetector, data: DetectionCanvases, *, epochs: int = 10, batch_size: int = 32,
+                   lr: float = 3e-3, seed: int = 0, progress: bool = True) -> list[float]:
+    """AdamW with warm-up and cosine decay on ``yolo_loss``; returns the loss of every step. Introduced in lesson 14."""
+    def loss_of(idx: Tensor) -> Tensor:
+        raw = model(data.images[idx])
+        return yolo_loss(raw, data.boxes[idx], data.labels[idx], model.stride)[0]
+
+    return _fit(model, len(data), loss_of, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, clip=10.0,
+                desc=f"detector ({model.neck_name})", progress=progress)
 
 
 @torch.no_grad()
@@ -77,34 +88,15 @@ def detect(model: GridDetector, images: Tensor, *, batch_size: int = 256, score_
 def train_pose(model: SimCCPose, data: StickFigures, *, epochs: int = 10, batch_size: int = 32, lr: float = 3e-3,
                seed: int = 0, sigma: float = 2.0, progress: bool = True) -> list[float]:
     """AdamW with warm-up and cosine decay on ``simcc_loss``; returns each step's loss. Introduced in lesson 14."""
-    epochs, batch_size = check_int("epochs", epochs, minimum=1), check_int("batch_size", batch_size, minimum=1)
-    generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
-    steps = epochs * math.ceil(len(data) / batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    scheduler = _schedule(optimizer, steps)
     tx, ty = simcc_targets(data.keypoints, data.canvas, split_ratio=model.split_ratio, sigma=sigma)
-    losses: list[float] = []
-    from tqdm.auto import tqdm
+
+    def loss_of(idx: Tensor) -> Tensor:
+        lx, ly, _ = model(data.images[idx])
+        return simcc_loss(lx, ly, tx[idx], ty[idx])
 
     name = "with" if model.use_attention else "without"
-    bar = tqdm(total=steps, desc=f"SimCC {name} attention", disable=not progress, leave=True)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(data), generator=generator)
-        for start in range(0, len(data), batch_size):
-            idx = order[start:start + batch_size]
-            lx, ly, _ = model(data.images[idx])
-            loss = simcc_loss(lx, ly, tx[idx], ty[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
-    bar.close()
-    model.eval()
-    return losses
+    return _fit(model, len(data), loss_of, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, clip=None,
+                desc=f"SimCC {name} attention", progress=progress)
 
 
 @torch.no_grad()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from course_lib._validate import check_bool, positive_int
 from course_lib.seq2seq.data import PAD_ID, PackedPairs
 
-__all__ = ["RECIPE", "TrainHistory", "smooth", "length_grouped_batches", "train_seq2seq"]
+__all__ = ["RECIPE", "TrainHistory", "smooth", "length_grouped_batches", "train_seq2seq", "run_optimiser_steps"]
 
 #: The training budget shared by lessons 07, 08 and 09, so that their models are compared fairly.
 RECIPE: dict[str, float | int] = {"steps": 600, "batch_size": 128, "lr": 3e-3, "embed_dim": 64, "hidden_dim": 64}
@@ -90,7 +90,6 @@ def train_seq2seq(
         progress: show a tqdm bar.
         desc: the bar's label.
     """
-    from tqdm.auto import tqdm
 
     steps = positive_int("steps", steps)
     batch_size = positive_int("batch_size", batch_size)
@@ -108,23 +107,44 @@ def train_seq2seq(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     generator = torch.Generator().manual_seed(seed)
     batches: list[Tensor] = []
+
+    def next_loss() -> Tensor:
+        nonlocal batches
+        if not batches:
+            batches = length_grouped_batches(data.tgt_lens.cpu(), batch_size, generator)
+        batch = data.take(batches.pop().to(device))
+        logits = model(batch.src, batch.src_lens, batch.tgt_in)  # (B, T, V)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.tgt_out.reshape(-1), ignore_index=PAD_ID)
+
+    return run_optimiser_steps(model, optimizer, scheduler, next_loss, steps=steps, batch_size=batch_size,
+                               clip=clip, progress=progress, desc=desc, log_every=50)
+
+
+def run_optimiser_steps(model: nn.Module, optimizer: torch.optim.Optimizer,
+                        scheduler: torch.optim.lr_scheduler.LRScheduler, next_loss: Callable[[], Tensor], *,
+                        steps: int, batch_size: int, clip: float, progress: bool, desc: str,
+                        log_every: int) -> TrainHistory:
+    """The training loop the course's trainers share: loss, backward, clip, step, schedule, a tqdm bar.
+
+    ``next_loss()`` draws the next batch and returns its loss; the trainer that calls this owns the data, the
+    batch order and the loss. Introduced in lesson 07 (``train_seq2seq``), also behind lesson 11's
+    ``train_summariser``.
+    """
+    from tqdm.auto import tqdm
+
     losses: list[float] = []
     model.train()
     begin = time.perf_counter()
     bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=1.0)
     for i in bar:
-        if not batches:
-            batches = length_grouped_batches(data.tgt_lens.cpu(), batch_size, generator)
-        batch = data.take(batches.pop().to(device))
-        logits = model(batch.src, batch.src_lens, batch.tgt_in)  # (B, T, V)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.tgt_out.reshape(-1), ignore_index=PAD_ID)
+        loss = next_loss()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())
-        if i % 50 == 0:
+        if i % log_every == 0:
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     seconds = time.perf_counter() - begin
     model.eval()

@@ -6,11 +6,11 @@ ipywidgets gives a description 80 px by default ("temperature" shows as "tempera
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 __all__ = ["LABEL_STYLE", "CHAR_PX", "text_px", "dropdown_width", "fit_dropdown", "hide_if_single", "labelled",
-           "cut_labels"]
+           "cut_labels", "pick_and_slide"]
 
 #: Let the description take the width its text needs (ipywidgets' "initial").
 LABEL_STYLE = {"description_width": "initial"}
@@ -82,3 +82,31 @@ def cut_labels(box: Any) -> list[str]:
             if not (have.endswith("px") and int(float(have[:-2])) >= needed):
                 cut.append(f"{description} options")
     return cut
+
+
+def pick_and_slide(options: Sequence[str], count: int, draw: Callable[[str, int], Any], *,
+                   pick_label: str, index_label: str) -> Any:
+    """An explorer of a dropdown (which model) and a slider (which example) that redraws ``draw(option, index)``.
+
+    ``draw`` returns a matplotlib figure; it is shown in an Output widget and closed. The box is
+    ``VBox([HBox([dropdown, slider]), output])``. Shared by the explorers of lessons 12 and 14.
+    """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    pick = hide_if_single(fit_dropdown(widgets.Dropdown(options=list(options), description=pick_label)))
+    index = labelled(widgets.IntSlider(value=0, min=0, max=count - 1, description=index_label))
+    out = widgets.Output()
+
+    def update(_: object = None) -> None:
+        with out:
+            out.clear_output(wait=True)
+            fig = draw(pick.value, index.value)
+            display(fig)
+            plt.close(fig)
+
+    pick.observe(update, names="value")
+    index.observe(update, names="value")
+    update()
+    return widgets.VBox([widgets.HBox([pick, index]), out])

@@ -21,7 +21,7 @@ from course_lib._validate import check_float, check_int
 from course_lib.data.canvases import DetectionCanvases
 from course_lib.detection.head import GridDetector, decode_predictions
 from course_lib.vision import has_spatial_map, spatial_attention_map
-from course_lib.widgets._layout import fit_dropdown, hide_if_single, labelled
+from course_lib.widgets._layout import pick_and_slide
 
 __all__ = ["DetectionView", "detection_view", "draw_detection", "detection_explorer"]
 
@@ -107,24 +107,8 @@ def draw_detection(view: DetectionView, *, title: str = "") -> Figure:
 def detection_explorer(models: Mapping[str, GridDetector], data: DetectionCanvases, *,
                        score_threshold: float = 0.3) -> Any:
     """A dropdown for the detector, a slider for the canvas; returns the ipywidgets box. Introduced in lesson 14."""
-    import ipywidgets as widgets
-    from IPython.display import display
-
     if not isinstance(models, Mapping) or not models:
         raise ValueError("models must be a non-empty mapping of names to GridDetector")
-    pick = hide_if_single(fit_dropdown(widgets.Dropdown(options=list(models), description="model")))
-    index = labelled(widgets.IntSlider(value=0, min=0, max=len(data) - 1, description="canvas"))
-    out = widgets.Output()
-
-    def update(_: object = None) -> None:
-        view = detection_view(models[pick.value], data, index.value, score_threshold=score_threshold)
-        with out:
-            out.clear_output(wait=True)
-            fig = draw_detection(view, title=f"canvas {index.value}, {pick.value}")
-            display(fig)
-            plt.close(fig)
-
-    pick.observe(update, names="value")
-    index.observe(update, names="value")
-    update()
-    return widgets.VBox([widgets.HBox([pick, index]), out])
+    return pick_and_slide(list(models), len(data), lambda name, i: draw_detection(
+        detection_view(models[name], data, i, score_threshold=score_threshold), title=f"canvas {i}, {name}"),
+        pick_label="model", index_label="canvas")

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from course_lib._validate import check_int
 from course_lib.vision import has_spatial_map, spatial_attention_map, spatial_maps_in_model
-from course_lib.widgets._layout import fit_dropdown, hide_if_single, labelled
+from course_lib.widgets._layout import pick_and_slide
 
 __all__ = ["VisionMapsView", "vision_maps_view", "overlay_maps", "vision_maps_explorer", "NO_MAP_CAPTION"]
 
@@ -159,26 +159,12 @@ def vision_maps_explorer(models: Mapping[str, nn.Module] | Sequence[nn.Module] |
 
     Introduced in lesson 12.
     """
-    import ipywidgets as widgets
-    from IPython.display import display
 
     if isinstance(models, nn.Module):
         models = {type(models).__name__: models}
     elif not isinstance(models, Mapping):
         models = {f"{i}: {type(m).__name__}": m for i, m in enumerate(models)}
-    pick = hide_if_single(fit_dropdown(widgets.Dropdown(options=list(models), description="module")))
-    index = labelled(widgets.IntSlider(value=0, min=0, max=images.shape[0] - 1, description="image"))
-    out = widgets.Output()
-
-    def update(_=None) -> None:
-        view = vision_maps_view(models[pick.value], images, index.value, boxes=boxes)
-        with out:
-            out.clear_output(wait=True)
-            fig = overlay_maps(view, title=f"image {index.value}")
-            display(fig)
-            plt.close(fig)
-
-    pick.observe(update, names="value")
-    index.observe(update, names="value")
-    update()
-    return widgets.VBox([widgets.HBox([pick, index]), out])
+    by_name: Mapping[str, nn.Module] = models  # (narrowed above; the lambda below needs it named)
+    return pick_and_slide(list(by_name), images.shape[0], lambda name, i: overlay_maps(
+        vision_maps_view(by_name[name], images, i, boxes=boxes), title=f"image {i}"),
+        pick_label="module", index_label="image")
